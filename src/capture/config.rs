@@ -1,0 +1,118 @@
+//! `[[stream]]`: one camera/microphone source, described by a pipeline file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::pipeline::{PipelineFile, check_launch};
+use crate::config::Problems;
+
+/// One `[[stream]]` table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Unique name: used in MQTT topics and logs (letters, digits, '_' and '-').
+    pub name: String,
+    /// The pipeline file; a relative path is looked up beside the config file, then in
+    /// its parent directory (so both `/etc/avscene/pipelines/` and the repository's
+    /// `pipelines/` work).
+    pub pipeline: PathBuf,
+    /// Values for the pipeline file's `${name}` placeholders (device paths, URIs, …).
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// A disabled stream is validated but not started.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+}
+
+const fn default_enabled() -> bool {
+    true
+}
+
+/// A stream ready to build: its name and complete GStreamer launch description.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    pub name: String,
+    pub pipeline_file: PathBuf,
+    pub description: String,
+    pub live: bool,
+    pub launch: String,
+}
+
+impl StreamConfig {
+    pub fn validate(&self, key: &str, problems: &mut Problems) {
+        let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if self.name.is_empty() || self.name.len() > 64 || !self.name.chars().all(valid) {
+            problems.push(
+                format!("{key}.name"),
+                format!("'{}' is not a valid stream name (1-64 letters, digits, '_' or '-'; it becomes an MQTT topic level)", self.name),
+            );
+        }
+    }
+
+    /// Find, read and check the pipeline file; `None` (with problems recorded) when any
+    /// of that fails.
+    pub fn resolve(
+        &self,
+        key: &str,
+        config_dir: &Path,
+        problems: &mut Problems,
+    ) -> Option<StreamSpec> {
+        let key = format!("{key}.pipeline");
+        let candidates: Vec<PathBuf> = if self.pipeline.is_absolute() {
+            vec![self.pipeline.clone()]
+        } else {
+            let mut c = vec![config_dir.join(&self.pipeline)];
+            if let Some(parent) = config_dir.parent() {
+                c.push(parent.join(&self.pipeline));
+            }
+            c
+        };
+        let Some(path) = candidates.iter().find(|p| p.is_file()).cloned() else {
+            let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+            problems.push(
+                key,
+                format!(
+                    "pipeline file '{}' not found (tried {})",
+                    self.pipeline.display(),
+                    tried.join(", ")
+                ),
+            );
+            return None;
+        };
+        let file = match PipelineFile::load(&path) {
+            Ok(file) => file,
+            Err(reason) => {
+                problems.push(key, reason);
+                return None;
+            }
+        };
+        let launch = match file.launch_description(&self.params) {
+            Ok(launch) => launch,
+            Err(reasons) => {
+                for reason in reasons {
+                    problems.push(&key, format!("{}: {reason}", path.display()));
+                }
+                return None;
+            }
+        };
+        if let Err(reason) = check_launch(&launch) {
+            problems.push(
+                key,
+                format!(
+                    "{}: GStreamer rejects the pipeline: {reason}",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+        Some(StreamSpec {
+            name: self.name.clone(),
+            pipeline_file: path,
+            description: file.description,
+            live: file.live,
+            launch,
+        })
+    }
+}

@@ -1,0 +1,50 @@
+//! `[metrics]`: the Prometheus metrics and health endpoint.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Problems;
+
+/// `[metrics]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` and `/health`.
+    pub enabled: bool,
+    /// Address to listen on; keep it on localhost unless a firewall guards it.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The parsed listen address, once validated.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+
+    pub fn validate(&self, problems: &mut Problems) {
+        if !self.enabled {
+            return;
+        }
+        match self.listen_addr() {
+            None => problems.push(
+                "metrics.listen",
+                format!(
+                    "'{}' is not an address:port such as 127.0.0.1:9464",
+                    self.listen
+                ),
+            ),
+            Some(addr) if addr.port() == 0 => problems.push("metrics.listen", "port must not be 0"),
+            Some(_) => {}
+        }
+    }
+}

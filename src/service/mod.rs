@@ -1,0 +1,6 @@
+//! Running as a service: the metrics and health endpoint (and, as they land, sd_notify
+//! and signals).
+
+mod config;
+
+pub use config::MetricsConfig;
