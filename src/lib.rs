@@ -9,6 +9,7 @@
 pub mod capture;
 pub mod commands;
 pub mod config;
+pub mod features;
 pub mod infer;
 pub mod logging;
 pub mod model;

@@ -1,5 +1,176 @@
-//! The dual-stream audio-visual scene model (Hou et al., DCASE 2021 Task 1B).
+//! The dual-stream audio-visual scene model (Hou et al., DCASE 2021 Task 1B), as in the
+//! authors' code: an audio branch over OpenL3 embeddings, a fine-tuned ResNet image
+//! branch, self-attention fusion, a per-frame classifier pooled by mean + max. One
+//! definition serves training and live inference.
+//!
+//! Parameter paths mirror the PyTorch modules: `openl3.*` (torchopenl3), `audio_net.*`,
+//! `video.*` (with torchvision's ResNet names under `video.resnet`), `encoder.*`,
+//! `classifier.1`.
 
+mod attention;
+mod audio;
 mod config;
+mod file;
+mod image;
 
+mod openl3;
+mod resnet;
+mod spec;
+
+use tch::{Device, Tensor, nn};
+
+pub use attention::EncoderLayer;
+pub use audio::AudioNet;
 pub use config::{DeviceSpec, ModelConfig, PROFILES};
+pub use file::{FORMAT, FORMAT_VERSION, ModelFileError, Provenance};
+pub use image::VideoNet;
+pub use openl3::OpenL3;
+pub use spec::{Backbone, Block, ModelSpec, OPENL3_EMBEDDING, TAU_CLASSES};
+
+use crate::features::FeatureSpec;
+
+/// The network: every part, built under one `nn::Path`.
+#[derive(Debug)]
+pub struct SceneNet {
+    pub openl3: OpenL3,
+    pub audio_net: AudioNet,
+    pub video: VideoNet,
+    encoder: EncoderLayer,
+    classifier: nn::Linear,
+    dropout: f64,
+}
+
+impl SceneNet {
+    pub fn new(root: &nn::Path, spec: &ModelSpec, features: &FeatureSpec) -> SceneNet {
+        SceneNet {
+            openl3: OpenL3::new(&(root / "openl3"), spec, features),
+            audio_net: AudioNet::new(&(root / "audio_net"), spec),
+            video: VideoNet::new(&(root / "video"), spec),
+            encoder: EncoderLayer::new(
+                &(root / "encoder"),
+                2 * spec.dim,
+                spec.fusion_d_ff,
+                spec.fusion_heads,
+            ),
+            classifier: nn::linear(
+                root / "classifier" / 1,
+                2 * spec.dim,
+                spec.num_classes(),
+                Default::default(),
+            ),
+            dropout: spec.dropout,
+        }
+    }
+
+    /// (N, 48000) audio frames → (N, 512) OpenL3 embeddings.
+    pub fn embed_audio_frames(&self, frames: &Tensor) -> Tensor {
+        self.openl3.forward(frames)
+    }
+
+    /// (N, 3, 224, 224) normalised images → (N, dim) image-branch embeddings.
+    pub fn embed_images(&self, images: &Tensor, train: bool) -> Tensor {
+        self.video.forward_t(images, train)
+    }
+
+    /// The part after the per-frame encoders: (B, 96, 512) OpenL3 embeddings and
+    /// (B, 10, dim) image embeddings → (B, classes) logits (mean + max over the 10 frames).
+    pub fn head_t(
+        &self,
+        audio_embeddings: &Tensor,
+        image_embeddings: &Tensor,
+        train: bool,
+    ) -> Tensor {
+        let audio = self.audio_net.forward_t(audio_embeddings, train);
+        let mixed = Tensor::cat(&[audio, image_embeddings.shallow_clone()], -1);
+        let per_frame = self
+            .encoder
+            .forward(&mixed)
+            .dropout(self.dropout, train)
+            .apply(&self.classifier);
+        per_frame.mean_dim(1, false, per_frame.kind()) + per_frame.amax([1], false)
+    }
+
+    /// Training path: OpenL3 embeddings (precomputed, OpenL3 stays frozen) and
+    /// (B, 10, 3, 224, 224) images → logits; the image branch is fine-tuned.
+    pub fn forward_t(&self, audio_embeddings: &Tensor, images: &Tensor, train: bool) -> Tensor {
+        let size = images.size();
+        let (b, n) = (size[0], size[1]);
+        let flat = images.view([b * n, size[2], size[3], size[4]]);
+        let image_embeddings = self.embed_images(&flat, train).view([b, n, -1]);
+        self.head_t(audio_embeddings, &image_embeddings, train)
+    }
+
+    /// From scratch, eval mode: (B, 96, 48000) audio frames and (B, 10, 3, 224, 224)
+    /// images → (B, classes) logits.
+    pub fn classify_from_scratch(&self, audio_frames: &Tensor, images: &Tensor) -> Tensor {
+        let size = audio_frames.size();
+        let embeddings = self
+            .embed_audio_frames(&audio_frames.view([size[0] * size[1], size[2]]))
+            .view([size[0], size[1], -1]);
+        self.forward_t(&embeddings, images, false)
+    }
+}
+
+/// A model ready to run: its variables, network, architecture and where it came from.
+pub struct Model {
+    pub vs: nn::VarStore,
+    pub net: SceneNet,
+    pub spec: ModelSpec,
+    pub features: FeatureSpec,
+    pub provenance: Provenance,
+    /// Short identifier published with results: profile + a hash of the weights.
+    pub id: String,
+}
+
+impl Model {
+    /// A freshly initialised model (random weights; the front-end buffers computed).
+    pub fn fresh(spec: ModelSpec, device: Device) -> Model {
+        let features = FeatureSpec::default();
+        let vs = nn::VarStore::new(device);
+        let net = SceneNet::new(&vs.root(), &spec, &features);
+        let id = format!("{}-untrained", spec.profile);
+        Model {
+            vs,
+            net,
+            spec,
+            features,
+            provenance: Provenance::new("random-init"),
+            id,
+        }
+    }
+
+    /// Trainable parameters per part, in the order openl3, audio branch, image branch,
+    /// fusion (with the classifier).
+    pub fn parameter_counts(&self) -> PartCounts {
+        let mut counts = PartCounts::default();
+        for (name, var) in self.vs.variables() {
+            if !var.requires_grad() {
+                continue;
+            }
+            let n = var.numel() as i64;
+            match name.split('.').next() {
+                Some("openl3") => counts.openl3 += n,
+                Some("audio_net") => counts.audio_branch += n,
+                Some("video") => counts.image_branch += n,
+                _ => counts.fusion += n,
+            }
+        }
+        counts
+    }
+}
+
+/// Trainable parameter counts of each part.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PartCounts {
+    pub openl3: i64,
+    pub audio_branch: i64,
+    pub image_branch: i64,
+    pub fusion: i64,
+}
+
+impl PartCounts {
+    /// Everything but OpenL3, which is a frozen feature extractor.
+    pub fn total_without_openl3(&self) -> i64 {
+        self.audio_branch + self.image_branch + self.fusion
+    }
+}

@@ -1,0 +1,41 @@
+//! The image branch (the authors' `VideoNet`): a fine-tuned ResNet per frame, average +
+//! max pooling summed, then Linear → ReLU → BatchNorm1d to `dim`. Every step works on one
+//! image at a time in eval mode, so a frame's embedding can be cached.
+
+use tch::{Tensor, nn};
+
+use super::resnet::ResNet;
+use super::spec::ModelSpec;
+
+#[derive(Debug)]
+pub struct VideoNet {
+    resnet: ResNet,
+    fc: nn::Linear,
+    bn: nn::BatchNorm,
+}
+
+impl VideoNet {
+    pub fn new(p: &nn::Path, spec: &ModelSpec) -> VideoNet {
+        VideoNet {
+            resnet: ResNet::new(&(p / "resnet"), &spec.backbone),
+            fc: nn::linear(
+                p / "fc" / 0,
+                spec.backbone.features(),
+                spec.dim,
+                Default::default(),
+            ),
+            bn: nn::batch_norm1d(p / "fc" / 2, spec.dim, Default::default()),
+        }
+    }
+
+    /// (N, 3, 224, 224) normalised images → (N, dim).
+    pub fn forward_t(&self, images: &Tensor, train: bool) -> Tensor {
+        let maps = self.resnet.forward_t(images, train);
+        let pooled = maps.adaptive_avg_pool2d([1, 1]) + maps.adaptive_max_pool2d([1, 1]).0;
+        pooled
+            .flatten(1, -1)
+            .apply(&self.fc)
+            .relu()
+            .apply_t(&self.bn, train)
+    }
+}

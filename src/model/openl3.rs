@@ -1,0 +1,122 @@
+//! OpenL3 (mel256, content type "env", 512-d) in torchopenl3's layout and parameter names
+//! (`speclayer.*`, `batch_normalization_1`, `conv2d_1`, …, `audio_embedding_layer`), so its
+//! published state dict loads 1:1. One 1 s frame at 48 kHz → one 512-d embedding; each
+//! frame is independent of its neighbours.
+
+use tch::{Tensor, nn};
+
+use super::spec::{ModelSpec, OPENL3_EMBEDDING};
+use crate::features::{FeatureSpec, spectrogram};
+
+#[derive(Debug)]
+pub struct OpenL3 {
+    dft_real: Tensor,
+    dft_imag: Tensor,
+    mel_basis: Tensor,
+    n_hop: i64,
+    input_bn: nn::BatchNorm,
+    /// (conv, batch norm after it, max-pool after the ReLU)
+    convs: Vec<(nn::Conv2D, nn::BatchNorm, bool)>,
+    embedding: nn::Conv2D,
+    pool: [i64; 2],
+}
+
+impl OpenL3 {
+    pub fn new(p: &nn::Path, spec: &ModelSpec, features: &FeatureSpec) -> OpenL3 {
+        let spec_layer = p / "speclayer";
+        // Buffers, not parameters: the defaults are computed here and replaced by the
+        // model file's copies when it has them.
+        let (real, imag) = spectrogram::dft_kernels(features.n_dft);
+        let mel = spectrogram::mel_basis(features.sample_rate, features.n_dft, features.n_mels);
+        let dft_real = spec_layer.add("dft_real_kernels", real.to_device(p.device()), false);
+        let dft_imag = spec_layer.add("dft_imag_kernels", imag.to_device(p.device()), false);
+        let mel_basis = spec_layer.add("mel_basis", mel.to_device(p.device()), false);
+
+        let bn = |i: usize, c: i64| {
+            nn::batch_norm2d(
+                p / format!("batch_normalization_{i}"),
+                c,
+                nn::BatchNormConfig {
+                    eps: 1e-3,
+                    momentum: 0.01,
+                    ..Default::default()
+                },
+            )
+        };
+        let conv3 = |name: String, c_in: i64, c_out: i64| {
+            nn::conv2d(
+                p / name,
+                c_in,
+                c_out,
+                3,
+                nn::ConvConfig {
+                    padding: 1,
+                    ..Default::default()
+                },
+            )
+        };
+        let [c1, c2, c3, c4] = spec.openl3_channels;
+        // Blocks of two 3×3 convolutions, max-pooled after each of the first three blocks.
+        let plan = [
+            (1, c1, false),
+            (c1, c1, true),
+            (c1, c2, false),
+            (c2, c2, true),
+            (c2, c3, false),
+            (c3, c3, true),
+            (c3, c4, false),
+        ];
+        let convs = plan
+            .iter()
+            .enumerate()
+            .map(|(i, &(c_in, c_out, pool))| {
+                (
+                    conv3(format!("conv2d_{}", i + 1), c_in, c_out),
+                    bn(i + 2, c_out),
+                    pool,
+                )
+            })
+            .collect();
+        // After three 2×2 pools: mel bands / 8 × STFT frames / 8 (32 × 24 for mel256).
+        let pool = [features.n_mels / 8, features.spectrogram_frames() / 8];
+        OpenL3 {
+            dft_real,
+            dft_imag,
+            mel_basis,
+            n_hop: features.n_hop,
+            input_bn: bn(1, 1),
+            convs,
+            embedding: conv3("audio_embedding_layer".into(), c4, OPENL3_EMBEDDING),
+            pool,
+        }
+    }
+
+    /// (N, n_mels, T) log-mel spectrograms of (N, 48000) frames.
+    pub fn spectrogram(&self, frames: &Tensor) -> Tensor {
+        spectrogram::log_mel(
+            frames,
+            &self.dft_real,
+            &self.dft_imag,
+            &self.mel_basis,
+            self.n_hop,
+        )
+    }
+
+    /// (N, 48000) frames → (N, 512) embeddings. OpenL3 is a frozen, pretrained feature
+    /// extractor: its batch norms always use their running statistics.
+    pub fn forward(&self, frames: &Tensor) -> Tensor {
+        let mut xs = self
+            .spectrogram(frames)
+            .unsqueeze(1)
+            .apply_t(&self.input_bn, false);
+        for (conv, bn, pool) in &self.convs {
+            xs = xs.apply(conv).apply_t(bn, false).relu();
+            if *pool {
+                xs = xs.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+            }
+        }
+        xs.apply(&self.embedding)
+            .max_pool2d(self.pool, self.pool, [0, 0], [1, 1], false)
+            .flatten(1, -1)
+    }
+}

@@ -1,0 +1,60 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use tch::{Device, Kind, Tensor, nn};
+
+/// `sin(arange(n) * step + phase)`: computed by the same libtorch kernels as
+/// tests/parity/reference.py, so both sides get identical bits.
+pub fn wave(n: i64, phase: f64, step: f64) -> Tensor {
+    (Tensor::arange(n, (Kind::Float, Device::Cpu)) * step + phase).sin()
+}
+
+/// Deterministic input of `shape` (reference.py's `input_tensor`).
+pub fn input_tensor(shape: &[i64], phase: f64, scale: f64, step: f64) -> Tensor {
+    wave(shape.iter().product(), phase, step).view(shape) * scale
+}
+
+/// Set every variable but the front end's buffers from sines, as reference.py's
+/// `deterministic_` does; returns the names in the order used.
+pub fn deterministic_init(vs: &nn::VarStore) -> Vec<String> {
+    let vars = vs.variables();
+    let mut names: Vec<String> = vars
+        .keys()
+        .filter(|k| !k.contains("speclayer"))
+        .cloned()
+        .collect();
+    names.sort();
+    tch::no_grad(|| {
+        for (i, name) in names.iter().enumerate() {
+            let var = &vars[name];
+            let size = var.size();
+            let base = wave(var.numel() as i64, i as f64 * 1.3, 0.37).view(size.as_slice());
+            let value = if name.ends_with("running_var") {
+                &base * &base * 0.5 + 1.0
+            } else if name.ends_with("running_mean") {
+                base * 0.1
+            } else if name.ends_with("bias") {
+                base * 0.02
+            } else if size.len() == 1 {
+                base * 0.1 + 1.0
+            } else {
+                let fan_in = var.numel() as i64 / size[0];
+                base * (1.2 / (fan_in as f64).sqrt())
+            };
+            var.shallow_clone().copy_(&value);
+        }
+    });
+    names
+}
+
+/// Largest absolute difference relative to the reference's largest magnitude.
+pub fn rel_diff(a: &Tensor, reference: &Tensor) -> f64 {
+    assert_eq!(a.size(), reference.size(), "shapes differ");
+    let scale = reference.abs().max().double_value(&[]).max(1e-3);
+    (a - reference).abs().max().double_value(&[]) / scale
+}
+
+/// A scratch directory removed when dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temporary directory")
+}
