@@ -75,7 +75,21 @@ impl AudioNet {
         &self.encoder1
     }
 
-    /// (B, 96, 512) OpenL3 embeddings → (B, 10, dim).
+    /// The output of each stage: attention (B, 96, 512), then the four convolution
+    /// stages ((B, 64, 31, 126), (B, 128, 10, 40), (B, 256, 10, 12), (B, dim, 10, 3) at
+    /// full size).
+    pub fn stages_t(&self, embeddings: &Tensor, train: bool) -> Vec<Tensor> {
+        let mut outputs = vec![self.encoder1.forward(embeddings)];
+        let mut xs = outputs[0].unsqueeze(1);
+        for stage in &self.stages {
+            xs = stage.forward_t(&xs, train);
+            outputs.push(xs.shallow_clone());
+        }
+        outputs
+    }
+
+    /// (B, 96, 512) OpenL3 embeddings → (B, 10, dim): the last stage averaged over its
+    /// width.
     pub fn forward_t(&self, embeddings: &Tensor, train: bool) -> Tensor {
         let mut xs = self.encoder1.forward(embeddings).unsqueeze(1);
         for stage in &self.stages {
