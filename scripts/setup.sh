@@ -98,7 +98,7 @@ else
   if [ ! -f "$venv/.complete-$TORCH_VERSION" ]; then
     say "installing the full torch==$TORCH_VERSION wheel (CUDA) in $venv (~2.7 GB)"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check "torch==$TORCH_VERSION" numpy
+    "$venv/bin/pip" install -q --disable-pip-version-check "torch==$TORCH_VERSION" numpy safetensors
     touch "$venv/.complete-$TORCH_VERSION"
   else
     say "full PyTorch present in $venv"

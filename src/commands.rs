@@ -1,9 +1,11 @@
 //! The subcommands behind `main.rs`'s command line. Each returns the process exit code.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::Settings;
+use crate::model::{DeviceSpec, Model, ModelSpec, PROFILES};
 
 /// Exit code for a configuration that cannot be used (sysexits' EX_CONFIG would be 78;
 /// 2 is what the issue tracker and systemd units expect).
@@ -11,21 +13,37 @@ pub const EXIT_CONFIG: u8 = 2;
 
 /// `avscene check-config`: load and validate everything, start nothing, print a summary.
 pub fn check_config(path: Option<&Path>, show_launch: bool) -> ExitCode {
-    match Settings::load(path) {
-        Ok(settings) => {
-            print!("{}", summary(&settings, show_launch));
-            ExitCode::SUCCESS
-        }
+    let settings = match Settings::load(path) {
+        Ok(settings) => settings,
         Err(error) => {
             eprintln!("avscene: invalid configuration: {error}");
-            ExitCode::from(EXIT_CONFIG)
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    // What only libtorch can tell: the device exists, the model file is a model.
+    let model = &settings.config.model;
+    if let Err(reason) = model.device.resolve() {
+        eprintln!(
+            "avscene: invalid configuration: {}: key `model.device`: {reason}",
+            settings.file.display()
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if let Some(file) = &model.path {
+        if let Err(error) = Model::load(file, tch::Device::Cpu) {
+            eprintln!(
+                "avscene: invalid configuration: {}: key `model.path`: {error}",
+                settings.file.display()
+            );
+            return ExitCode::from(EXIT_CONFIG);
         }
     }
+    emit(&summary(&settings, show_launch));
+    ExitCode::SUCCESS
 }
 
 /// A human summary of a valid configuration.
 pub fn summary(settings: &Settings, show_launch: bool) -> String {
-    use std::fmt::Write;
     let c = &settings.config;
     let mut s = String::new();
     let _ = writeln!(s, "configuration {} is valid", settings.file.display());
@@ -97,4 +115,235 @@ pub fn summary(settings: &Settings, show_launch: bool) -> String {
         }
     }
     s
+}
+
+/// Exit code for a failure other than the configuration (a bad model file, say).
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Write to standard output; a closed pipe (`| head`) is not an error worth a panic.
+fn emit(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("avscene: {message}");
+    ExitCode::from(EXIT_FAILURE)
+}
+
+/// Group digits in threes: 23,520,842.
+fn thousands(n: i64) -> String {
+    let digits = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+/// The model a command works on: a file, or a fresh model of a profile.
+fn open_model(model: Option<&Path>, profile: &str, device: DeviceSpec) -> Result<Model, String> {
+    let device = device.resolve()?;
+    match model {
+        Some(path) => Model::load(path, device).map_err(|e| e.to_string()),
+        None => ModelSpec::profile(profile)
+            .map(|spec| Model::fresh(spec, device))
+            .ok_or_else(|| {
+                format!(
+                    "unknown profile '{profile}' (known: {})",
+                    PROFILES.join(", ")
+                )
+            }),
+    }
+}
+
+/// `avscene model info`: what a model file (or a fresh model) holds.
+pub fn model_info(
+    model: Option<&Path>,
+    profile: &str,
+    device: DeviceSpec,
+    as_json: bool,
+) -> ExitCode {
+    let model_path = model;
+    let model = match open_model(model_path, profile, device) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    let counts = model.parameter_counts();
+    let f = &model.features;
+    let source = match model_path {
+        Some(p) => p.display().to_string(),
+        None => format!(
+            "none: a freshly initialised '{}' model (random weights)",
+            model.spec.profile
+        ),
+    };
+    let device = format!("{:?}", model.vs.device()).to_lowercase();
+    if as_json {
+        let info = serde_json::json!({
+            "file": model_path.map(|p| p.display().to_string()),
+            "id": model.id,
+            "device": device,
+            "spec": model.spec,
+            "features": model.features,
+            "provenance": model.provenance,
+            "parameters": {
+                "openl3": counts.openl3,
+                "audio_branch": counts.audio_branch,
+                "image_branch": counts.image_branch,
+                "fusion": counts.fusion,
+                "total_without_openl3": counts.total_without_openl3(),
+            },
+            "inputs": {
+                "audio_frames": ["B", f.audio_frames, f.frame_samples],
+                "openl3_embeddings": ["B", f.audio_frames, crate::model::OPENL3_EMBEDDING],
+                "images": ["B", f.images, 3, f.image_size, f.image_size],
+            },
+            "output": ["B", model.spec.num_classes()],
+        });
+        emit(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&info).unwrap_or_default()
+        ));
+        return ExitCode::SUCCESS;
+    }
+    let s = &model.spec;
+    let mut text = String::new();
+    let _ = writeln!(text, "model:     {source}");
+    let _ = writeln!(
+        text,
+        "id:        {}  (source: {}, avscene {})",
+        model.id, model.provenance.source, model.provenance.avscene_version
+    );
+    let _ = writeln!(
+        text,
+        "profile:   {}  (dim {}, image backbone {:?} {:?} width {})",
+        s.profile, s.dim, s.backbone.block, s.backbone.layers, s.backbone.width
+    );
+    let _ = writeln!(
+        text,
+        "classes:   {} — {}",
+        s.classes.len(),
+        s.classes.join(", ")
+    );
+    let _ = writeln!(text, "device:    {device}");
+    let _ = writeln!(
+        text,
+        "inputs:    audio (B, {}, {}) mono {} Hz frames → OpenL3 → (B, {}, {})",
+        f.audio_frames,
+        f.frame_samples,
+        f.sample_rate,
+        f.audio_frames,
+        crate::model::OPENL3_EMBEDDING
+    );
+    let _ = writeln!(
+        text,
+        "           images (B, {}, 3, {}, {}) RGB, normalised",
+        f.images, f.image_size, f.image_size
+    );
+    let _ = writeln!(
+        text,
+        "output:    (B, {}) logits (mean + max over {} frames); softmax gives probabilities",
+        s.num_classes(),
+        f.images
+    );
+    let _ = writeln!(text, "trainable parameters:");
+    let _ = writeln!(
+        text,
+        "  OpenL3 network        {:>12}  (frozen feature extractor)",
+        thousands(counts.openl3)
+    );
+    let _ = writeln!(
+        text,
+        "  audio branch          {:>12}",
+        thousands(counts.audio_branch)
+    );
+    let _ = writeln!(
+        text,
+        "  image branch          {:>12}",
+        thousands(counts.image_branch)
+    );
+    let _ = writeln!(
+        text,
+        "  fusion + classifier   {:>12}",
+        thousands(counts.fusion)
+    );
+    let _ = writeln!(
+        text,
+        "  total without OpenL3  {:>12}",
+        thousands(counts.total_without_openl3())
+    );
+    emit(&text);
+    ExitCode::SUCCESS
+}
+
+/// Inputs of `avscene import-weights`.
+pub struct ImportArgs<'a> {
+    pub out: &'a Path,
+    pub resnet: Option<&'a Path>,
+    pub openl3: Option<&'a Path>,
+    pub dual_stream: Option<&'a Path>,
+    pub profile: &'a str,
+    pub classes: Option<Vec<String>>,
+    pub force: bool,
+}
+
+/// `avscene import-weights`: public PyTorch weights → an avscene model file.
+pub fn import_weights(args: ImportArgs<'_>) -> ExitCode {
+    use crate::model::import::{Source, import_all};
+    let inputs: Vec<(std::path::PathBuf, Source)> = [
+        (args.resnet, Source::Resnet),
+        (args.openl3, Source::OpenL3),
+        (args.dual_stream, Source::DualStream),
+    ]
+    .into_iter()
+    .filter_map(|(path, source)| path.map(|p| (p.to_path_buf(), source)))
+    .collect();
+    if inputs.is_empty() {
+        return fail("import-weights: give at least one of --resnet50, --openl3, --dual-stream");
+    }
+    if args.out.exists() && !args.force {
+        return fail(format!(
+            "{} exists; pass --force to replace it",
+            args.out.display()
+        ));
+    }
+    let Some(mut spec) = ModelSpec::profile(args.profile) else {
+        return fail(format!(
+            "unknown profile '{}' (known: {})",
+            args.profile,
+            PROFILES.join(", ")
+        ));
+    };
+    if let Some(classes) = args.classes {
+        spec.classes = classes;
+    }
+    let problems = spec.problems();
+    if !problems.is_empty() {
+        return fail(format!("--classes: {}", problems.join("; ")));
+    }
+    let mut model = Model::fresh(spec, tch::Device::Cpu);
+    let report = match import_all(&mut model, &inputs) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = model.save(args.out) {
+        return fail(e);
+    }
+    let mut text = String::new();
+    for (file, count) in &report.imported {
+        let _ = writeln!(text, "imported {count} tensors from {file}");
+    }
+    for part in &report.untouched_parts {
+        let _ = writeln!(
+            text,
+            "left as initialised (train it with avscene train): {part}"
+        );
+    }
+    let _ = writeln!(text, "wrote {}", args.out.display());
+    emit(&text);
+    ExitCode::SUCCESS
 }

@@ -30,6 +30,54 @@ enum Command {
         #[arg(long)]
         show_pipelines: bool,
     },
+    /// Inspect models.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Convert public PyTorch weights (as safetensors, see scripts/pth-to-safetensors.py)
+    /// into an avscene model file; parts no input covers keep a fresh initialisation.
+    ImportWeights {
+        /// The model file to write (.safetensors).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// torchvision ResNet50 ImageNet weights (state dict; `fc.*` is dropped).
+        #[arg(long = "resnet50", value_name = "FILE")]
+        resnet: Option<PathBuf>,
+        /// torchopenl3 mel256 / env / 512 weights (state dict).
+        #[arg(long, value_name = "FILE")]
+        openl3: Option<PathBuf>,
+        /// A whole dual-stream checkpoint from the authors' code (Mixed_model state dict).
+        #[arg(long, value_name = "FILE")]
+        dual_stream: Option<PathBuf>,
+        /// Architecture to build: full (the paper's) or small.
+        #[arg(long, default_value = "full")]
+        profile: String,
+        /// Class labels, comma-separated, in output order [default: the ten TAU scenes].
+        #[arg(long, value_delimiter = ',')]
+        classes: Option<Vec<String>>,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Describe a model: classes, input and output shapes, trainable parameters of each
+    /// part, provenance. Without --model, a freshly initialised model of --profile.
+    Info {
+        /// Model file (.safetensors).
+        #[arg(long, short, value_name = "FILE")]
+        model: Option<PathBuf>,
+        /// Profile of the fresh model when no file is given: full or small.
+        #[arg(long, default_value = "full")]
+        profile: String,
+        /// Where to load it: auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: avscene::model::DeviceSpec,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -40,5 +88,28 @@ fn main() -> ExitCode {
             config,
             show_pipelines,
         } => avscene::commands::check_config(config.as_deref(), show_pipelines),
+        Command::Model(ModelCommand::Info {
+            model,
+            profile,
+            device,
+            json,
+        }) => avscene::commands::model_info(model.as_deref(), &profile, device, json),
+        Command::ImportWeights {
+            out,
+            resnet,
+            openl3,
+            dual_stream,
+            profile,
+            classes,
+            force,
+        } => avscene::commands::import_weights(avscene::commands::ImportArgs {
+            out: &out,
+            resnet: resnet.as_deref(),
+            openl3: openl3.as_deref(),
+            dual_stream: dual_stream.as_deref(),
+            profile: &profile,
+            classes,
+            force,
+        }),
     }
 }

@@ -476,3 +476,47 @@ fn help_lists_the_subcommands() {
     let out = avscene(&["check-config", "--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("--config"));
 }
+
+#[test]
+fn check_config_loads_the_model_file_and_checks_the_device() {
+    let layout = Layout::new();
+    let bogus = layout.dir.path().join("model.safetensors");
+    std::fs::write(&bogus, b"not a model").unwrap();
+    let path = layout.config(&format!(
+        "[model]\npath = \"{}\"\n{DEMO_STREAM}",
+        bogus.display()
+    ));
+    let out = avscene(&["check-config", "--config", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("model.path") && stderr.contains("not a safetensors model file"),
+        "{stderr}"
+    );
+
+    let good = layout.dir.path().join("small.safetensors");
+    avscene::model::Model::fresh(avscene::model::ModelSpec::small(), tch::Device::Cpu)
+        .save(&good)
+        .unwrap();
+    let path = layout.config(&format!(
+        "[model]\npath = \"{}\"\n{DEMO_STREAM}",
+        good.display()
+    ));
+    let out = avscene(&["check-config", "--config", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    if tch::Cuda::device_count() == 0 {
+        let path = layout.config(&format!("[model]\ndevice = \"cuda:0\"\n{DEMO_STREAM}"));
+        let out = avscene(&["check-config", "--config", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("model.device") && stderr.contains("no CUDA device"),
+            "{stderr}"
+        );
+    }
+}

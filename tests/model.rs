@@ -25,7 +25,13 @@ fn full_model_shapes_at_every_stage_batch_1_and_3() {
             let shapes: Vec<Vec<i64>> = stages.iter().map(|t| t.size()).collect();
             assert_eq!(
                 shapes,
-                vec![vec![b, 96, 512], vec![b, 64, 31, 126], vec![b, 128, 10, 40], vec![b, 256, 10, 12], vec![b, 256, 10, 3]]
+                vec![
+                    vec![b, 96, 512],
+                    vec![b, 64, 31, 126],
+                    vec![b, 128, 10, 40],
+                    vec![b, 256, 10, 12],
+                    vec![b, 256, 10, 3]
+                ]
             );
             assert_eq!(net.audio_net.forward_t(&emb, false).size(), [b, 10, 256]);
             let images = Tensor::randn([b, 10, 3, 224, 224], (Kind::Float, Device::Cpu));
@@ -48,7 +54,15 @@ fn a_ten_second_clip_is_96_openl3_frames_and_a_window_span_frames_the_same() {
     let frames = audio::clip_frames(&clip, &f);
     assert_eq!(frames.size(), [96, 48_000]);
     // Frame 0 is centred on t = 0: its first half is the front padding.
-    assert_eq!(frames.get(0).narrow(0, 0, 24_000).abs().max().double_value(&[]), 0.0);
+    assert_eq!(
+        frames
+            .get(0)
+            .narrow(0, 0, 24_000)
+            .abs()
+            .max()
+            .double_value(&[]),
+        0.0
+    );
     assert_eq!(frames.get(0).double_value(&[24_000]), clip[0] as f64);
     // Frame 10 is centred on t = 1 s.
     assert_eq!(frames.get(10).double_value(&[24_000]), clip[48_000] as f64);
@@ -61,7 +75,9 @@ fn a_ten_second_clip_is_96_openl3_frames_and_a_window_span_frames_the_same() {
 fn images_are_stretched_to_224_and_normalised() {
     let f = FeatureSpec::default();
     let (w, h) = (320usize, 240usize);
-    let rgb: Vec<u8> = (0..w * h * 3).map(|i| if i % 3 == 0 { 255 } else { 0 }).collect();
+    let rgb: Vec<u8> = (0..w * h * 3)
+        .map(|i| if i % 3 == 0 { 255 } else { 0 })
+        .collect();
     let t = image::preprocess(&rgb, w, h, &f).unwrap();
     assert_eq!(t.size(), [3, 224, 224]);
     let red = (1.0 - f.image_mean[0]) / f.image_std[0];
@@ -103,9 +119,17 @@ fn cached_embeddings_give_the_from_scratch_result() {
         let images = Tensor::randn([1, 10, 3, 224, 224], (Kind::Float, Device::Cpu));
         let scratch = net.classify_from_scratch(&frames, &images);
         // Encode frame by frame, as the cache does, then run the head.
-        let audio: Vec<Tensor> = (0..96).map(|i| net.embed_audio_frames(&frames.get(0).narrow(0, i, 1))).collect();
-        let pictures: Vec<Tensor> = (0..10).map(|i| net.embed_images(&images.get(0).narrow(0, i, 1), false)).collect();
-        let cached = net.head_t(&Tensor::cat(&audio, 0).unsqueeze(0), &Tensor::cat(&pictures, 0).unsqueeze(0), false);
+        let audio: Vec<Tensor> = (0..96)
+            .map(|i| net.embed_audio_frames(&frames.get(0).narrow(0, i, 1)))
+            .collect();
+        let pictures: Vec<Tensor> = (0..10)
+            .map(|i| net.embed_images(&images.get(0).narrow(0, i, 1), false))
+            .collect();
+        let cached = net.head_t(
+            &Tensor::cat(&audio, 0).unsqueeze(0),
+            &Tensor::cat(&pictures, 0).unsqueeze(0),
+            false,
+        );
         let d = rel_diff(&cached, &scratch);
         assert!(d < 1e-5, "{d:e}");
     });
@@ -122,7 +146,10 @@ fn a_tiny_training_run_overfits_and_reaches_every_trainable_part() {
     let mut first_loss = None;
     let mut loss_value = f64::MAX;
     for step in 0..60 {
-        let loss = model.net.forward_t(&emb, &images, true).cross_entropy_for_logits(&labels);
+        let loss = model
+            .net
+            .forward_t(&emb, &images, true)
+            .cross_entropy_for_logits(&labels);
         opt.zero_grad();
         loss.backward();
         if step == 0 {
@@ -131,7 +158,10 @@ fn a_tiny_training_run_overfits_and_reaches_every_trainable_part() {
                     continue; // OpenL3 is frozen: its embeddings are precomputed
                 }
                 let grad = var.grad();
-                assert!(grad.defined() && grad.abs().sum(Kind::Float).double_value(&[]) > 0.0, "no gradient reaches {name}");
+                assert!(
+                    grad.defined() && grad.abs().sum(Kind::Float).double_value(&[]) > 0.0,
+                    "no gradient reaches {name}"
+                );
             }
         }
         opt.step();
@@ -170,7 +200,9 @@ fn save_then_load_is_bit_identical() {
 /// A small model file to damage.
 fn small_file(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("model.safetensors");
-    Model::fresh(ModelSpec::small(), Device::Cpu).save(&path).unwrap();
+    Model::fresh(ModelSpec::small(), Device::Cpu)
+        .save(&path)
+        .unwrap();
     path
 }
 
@@ -188,12 +220,22 @@ fn rewrite(
         .iter()
         .map(|(n, t)| {
             let v = Vec::<f32>::try_from(&t.contiguous().view([-1])).unwrap();
-            (n.clone(), t.size().iter().map(|&d| d as usize).collect(), v.iter().flat_map(|x| x.to_le_bytes()).collect())
+            (
+                n.clone(),
+                t.size().iter().map(|&d| d as usize).collect(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
         })
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = data
         .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, Some(meta), path).unwrap();
 }
@@ -210,11 +252,17 @@ fn a_tensor_of_the_wrong_shape_is_named_with_both_shapes() {
     let dir = tempdir();
     let path = small_file(dir.path());
     rewrite(&path, |tensors, _| {
-        let t = tensors.iter_mut().find(|(n, _)| n == "classifier.1.weight").unwrap();
+        let t = tensors
+            .iter_mut()
+            .find(|(n, _)| n == "classifier.1.weight")
+            .unwrap();
         t.1 = Tensor::zeros([5, 128], (Kind::Float, Device::Cpu));
     });
     let e = load_error(&path);
-    assert!(e.contains("classifier.1.weight") && e.contains("[5, 128]") && e.contains("[10, 128]"), "{e}");
+    assert!(
+        e.contains("classifier.1.weight") && e.contains("[5, 128]") && e.contains("[10, 128]"),
+        "{e}"
+    );
     assert!(e.contains(&path.display().to_string()), "{e}");
 }
 
@@ -222,14 +270,27 @@ fn a_tensor_of_the_wrong_shape_is_named_with_both_shapes() {
 fn a_missing_or_unexpected_tensor_is_named() {
     let dir = tempdir();
     let path = small_file(dir.path());
-    rewrite(&path, |tensors, _| tensors.retain(|(n, _)| n != "video.resnet.layer2.0.bn1.running_var"));
+    rewrite(&path, |tensors, _| {
+        tensors.retain(|(n, _)| n != "video.resnet.layer2.0.bn1.running_var")
+    });
     let e = load_error(&path);
-    assert!(e.contains("video.resnet.layer2.0.bn1.running_var") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("video.resnet.layer2.0.bn1.running_var") && e.contains("missing"),
+        "{e}"
+    );
 
     let path = small_file(dir.path());
-    rewrite(&path, |tensors, _| tensors.push(("video.resnet.fc.weight".into(), Tensor::zeros([2, 2], (Kind::Float, Device::Cpu)))));
+    rewrite(&path, |tensors, _| {
+        tensors.push((
+            "video.resnet.fc.weight".into(),
+            Tensor::zeros([2, 2], (Kind::Float, Device::Cpu)),
+        ))
+    });
     let e = load_error(&path);
-    assert!(e.contains("video.resnet.fc.weight") && e.contains("not part of this architecture"), "{e}");
+    assert!(
+        e.contains("video.resnet.fc.weight") && e.contains("not part of this architecture"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -252,14 +313,20 @@ fn corrupt_truncated_and_foreign_files_get_clear_errors() {
 
     let missing = dir.path().join("nope.safetensors");
     let e = load_error(&missing);
-    assert!(e.contains("nope.safetensors") && e.contains("cannot read"), "{e}");
+    assert!(
+        e.contains("nope.safetensors") && e.contains("cannot read"),
+        "{e}"
+    );
 
     // A plain safetensors file (e.g. converted torchvision weights) is not a model file.
     let plain = dir.path().join("plain.safetensors");
     std::fs::copy(&path, &plain).unwrap();
     rewrite(&plain, |_, meta| meta.clear());
     let e = load_error(&plain);
-    assert!(e.contains("not an avscene model") && e.contains("import-weights"), "{e}");
+    assert!(
+        e.contains("not an avscene model") && e.contains("import-weights"),
+        "{e}"
+    );
 
     let future = dir.path().join("future.safetensors");
     std::fs::copy(&path, &future).unwrap();
@@ -286,8 +353,14 @@ fn corrupt_truncated_and_foreign_files_get_clear_errors() {
     let e = load_error(&one_class);
     assert!(e.contains("at least 2 classes"), "{e}");
 
-    assert!(Model::load(&path, Device::Cpu).is_ok(), "the undamaged file still loads");
-    assert!(matches!(Model::load(&missing, Device::Cpu), Err(ModelFileError::Read { .. })));
+    assert!(
+        Model::load(&path, Device::Cpu).is_ok(),
+        "the undamaged file still loads"
+    );
+    assert!(matches!(
+        Model::load(&missing, Device::Cpu),
+        Err(ModelFileError::Read { .. })
+    ));
 }
 
 #[test]
@@ -307,4 +380,72 @@ fn labels_come_from_the_file() {
         )
     });
     assert_eq!(out.size(), [2, 3]);
+}
+
+fn avscene(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_avscene"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn model_info_describes_fresh_and_saved_models() {
+    let out = avscene(&["model", "info", "--profile", "small", "--device", "cpu"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("total without OpenL3") && text.contains("street_traffic"),
+        "{text}"
+    );
+
+    let dir = tempdir();
+    let file = dir.path().join("m.safetensors");
+    Model::fresh(ModelSpec::small(), Device::Cpu)
+        .save(&file)
+        .unwrap();
+    let out = avscene(&["model", "info", "--model", file.to_str().unwrap(), "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["spec"]["profile"], "small");
+    assert_eq!(info["output"][1], 10);
+    let p = &info["parameters"];
+    let sum = p["audio_branch"].as_i64().unwrap()
+        + p["image_branch"].as_i64().unwrap()
+        + p["fusion"].as_i64().unwrap();
+    assert_eq!(p["total_without_openl3"].as_i64().unwrap(), sum);
+
+    let out = avscene(&["model", "info", "--model", "/nonexistent/m.safetensors"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/m.safetensors"));
+}
+
+#[test]
+fn full_model_parameter_counts_match_the_architecture() {
+    // ResNet50 without its ImageNet classifier has 23,508,032 parameters; the image
+    // branch adds Linear(2048→256) and BatchNorm1d(256).
+    let model = Model::fresh(ModelSpec::full(), Device::Cpu);
+    let counts = model.parameter_counts();
+    assert_eq!(counts.image_branch, 23_508_032 + 2048 * 256 + 256 + 2 * 256);
+    // OpenL3 mel256: BN(1) + 7 convolutions with their BNs + the 512→512 embedding layer.
+    let convs = [
+        (1, 64),
+        (64, 64),
+        (64, 128),
+        (128, 128),
+        (128, 256),
+        (256, 256),
+        (256, 512),
+    ];
+    let openl3: i64 = 2
+        + convs
+            .iter()
+            .map(|(i, o)| i * o * 9 + o + 2 * o)
+            .sum::<i64>()
+        + 512 * 512 * 9
+        + 512;
+    assert_eq!(counts.openl3, openl3);
 }

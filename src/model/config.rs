@@ -81,12 +81,27 @@ pub enum DeviceSpec {
 }
 
 impl DeviceSpec {
-    /// The libtorch device; `auto` picks CUDA 0 when libtorch sees a GPU.
-    pub fn resolve(self) -> tch::Device {
+    /// The libtorch device; `auto` picks CUDA 0 when libtorch sees a GPU. Asking for a
+    /// GPU libtorch cannot see is an error (tch would panic on first use).
+    pub fn resolve(self) -> Result<tch::Device, String> {
         match self {
-            DeviceSpec::Auto => tch::Device::cuda_if_available(),
-            DeviceSpec::Cpu => tch::Device::Cpu,
-            DeviceSpec::Cuda(n) => tch::Device::Cuda(n),
+            DeviceSpec::Auto => Ok(tch::Device::cuda_if_available()),
+            DeviceSpec::Cpu => Ok(tch::Device::Cpu),
+            DeviceSpec::Cuda(n) => {
+                let count = tch::Cuda::device_count();
+                if (n as i64) < count {
+                    Ok(tch::Device::Cuda(n))
+                } else if count == 0 {
+                    Err(format!(
+                        "device cuda:{n} requested, but libtorch sees no CUDA device (no GPU, or the CPU-only libtorch: \
+                         run scripts/setup.sh --cuda)"
+                    ))
+                } else {
+                    Err(format!(
+                        "device cuda:{n} requested, but libtorch sees only {count} CUDA device(s)"
+                    ))
+                }
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ mod audio;
 mod config;
 mod file;
 mod image;
+pub mod import;
 
 mod openl3;
 mod resnet;

@@ -1,0 +1,229 @@
+//! Importing public PyTorch weights into an avscene model file.
+//!
+//! Inputs are safetensors state dicts under their original names (convert a `.pth` with
+//! `scripts/pth-to-safetensors.py`):
+//! - torchvision's ResNet50 ImageNet weights (`conv1.weight`, `layer1.0.conv1.weight`, …;
+//!   `fc.*` is dropped) → `video.resnet.*`;
+//! - torchopenl3's `mel256`/`env`/512 model (`batch_normalization_1.*`, `conv2d_1.*`, …,
+//!   `audio_embedding_layer.*`, optionally `speclayer.*`) → `openl3.*`;
+//! - a whole dual-stream checkpoint from the authors' code (`audio_net.*`, `video.*`,
+//!   `encoder.*`, `classifier.1.*`), whose names avscene shares.
+//!
+//! Every imported tensor must exist in the architecture with the same shape; parts no
+//! input covers keep their fresh initialisation and are reported.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+use tch::{Kind, Tensor};
+
+use super::{Model, ModelFileError};
+
+/// Which public checkpoint a file is, deciding how its names map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Resnet,
+    OpenL3,
+    DualStream,
+}
+
+impl Source {
+    fn label(self) -> &'static str {
+        match self {
+            Source::Resnet => "resnet",
+            Source::OpenL3 => "openl3",
+            Source::DualStream => "dual-stream",
+        }
+    }
+
+    /// avscene's name for a tensor of this checkpoint; `None` for tensors that have no
+    /// place in the model (the ImageNet classifier, BatchNorm step counters).
+    fn map(self, name: &str) -> Option<String> {
+        if name.ends_with("num_batches_tracked") {
+            return None;
+        }
+        let name = name.strip_prefix("module.").unwrap_or(name); // DataParallel checkpoints
+        match self {
+            Source::Resnet => {
+                let bare = name.strip_prefix("video.resnet.").unwrap_or(name);
+                (!bare.starts_with("fc.")).then(|| format!("video.resnet.{bare}"))
+            }
+            Source::OpenL3 => Some(format!(
+                "openl3.{}",
+                name.strip_prefix("openl3.").unwrap_or(name)
+            )),
+            Source::DualStream => Some(name.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{}: cannot read: {source}", .file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not a safetensors file ({reason}); convert a PyTorch .pth with scripts/pth-to-safetensors.py", .file.display())]
+    NotSafetensors { file: PathBuf, reason: String },
+    #[error("{} ({kind} weights): tensor `{name}` maps to `{target}`, which this architecture does not have", .file.display(), kind = .checkpoint.label())]
+    UnknownTensor {
+        file: PathBuf,
+        checkpoint: Source,
+        name: String,
+        target: String,
+    },
+    #[error("{}: tensor `{name}` has shape {found:?}, `{target}` needs {expected:?}", .file.display())]
+    Shape {
+        file: PathBuf,
+        name: String,
+        target: String,
+        expected: Vec<i64>,
+        found: Vec<i64>,
+    },
+    #[error("{}: tensor `{name}` is {found:?}; only F32, F16 and BF16 weights import", .file.display())]
+    Dtype {
+        file: PathBuf,
+        name: String,
+        found: Dtype,
+    },
+    #[error("{}: no tensors imported from it (is it the right kind of checkpoint?)", .file.display())]
+    Empty { file: PathBuf },
+    #[error(transparent)]
+    Save(#[from] ModelFileError),
+}
+
+/// What an import did.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    /// Tensors copied, per input file.
+    pub imported: BTreeMap<String, usize>,
+    /// Top-level parts with variables no input covered (still freshly initialised).
+    pub untouched_parts: Vec<String>,
+}
+
+fn kind_of(dtype: Dtype) -> Option<Kind> {
+    match dtype {
+        Dtype::F32 => Some(Kind::Float),
+        Dtype::F16 => Some(Kind::Half),
+        Dtype::BF16 => Some(Kind::BFloat16),
+        _ => None,
+    }
+}
+
+/// Copy every tensor of `file` into `model` under `source`'s naming.
+pub fn import_file(
+    model: &mut Model,
+    file: &Path,
+    source: Source,
+) -> Result<Vec<String>, ImportError> {
+    let bytes = std::fs::read(file).map_err(|e| ImportError::Read {
+        file: file.to_path_buf(),
+        source: e,
+    })?;
+    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| ImportError::NotSafetensors {
+        file: file.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let variables = model.vs.variables();
+    let mut names: Vec<&str> = tensors.names();
+    names.sort();
+    let mut copied = Vec::new();
+    for name in names {
+        let Some(target) = source.map(name) else {
+            continue;
+        };
+        let Some(var) = variables.get(&target) else {
+            return Err(ImportError::UnknownTensor {
+                file: file.to_path_buf(),
+                checkpoint: source,
+                name: name.into(),
+                target,
+            });
+        };
+        let view = tensors
+            .tensor(name)
+            .map_err(|e| ImportError::NotSafetensors {
+                file: file.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        let found: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        if found != var.size() {
+            return Err(ImportError::Shape {
+                file: file.to_path_buf(),
+                name: name.into(),
+                target,
+                expected: var.size(),
+                found,
+            });
+        }
+        let kind = kind_of(view.dtype()).ok_or_else(|| ImportError::Dtype {
+            file: file.to_path_buf(),
+            name: name.into(),
+            found: view.dtype(),
+        })?;
+        let value = Tensor::from_data_size(view.data(), &found, kind).to_kind(Kind::Float);
+        tch::no_grad(|| var.shallow_clone().copy_(&value));
+        copied.push(target);
+    }
+    if copied.is_empty() {
+        return Err(ImportError::Empty {
+            file: file.to_path_buf(),
+        });
+    }
+    Ok(copied)
+}
+
+/// Import each `(file, source)` into `model` in order (later files win), record the
+/// provenance, and say which parts were left as initialised.
+pub fn import_all(
+    model: &mut Model,
+    inputs: &[(PathBuf, Source)],
+) -> Result<ImportReport, ImportError> {
+    let mut report = ImportReport::default();
+    let mut covered = std::collections::BTreeSet::new();
+    for (file, source) in inputs {
+        let copied = import_file(model, file, *source)?;
+        report
+            .imported
+            .insert(file.display().to_string(), copied.len());
+        model.provenance.details.insert(
+            format!("imported_{}", source.label()),
+            serde_json::json!({ "file": file.display().to_string(), "tensors": copied.len() }),
+        );
+        covered.extend(copied);
+    }
+    let mut parts = BTreeMap::<String, bool>::new();
+    for (name, var) in model.vs.variables() {
+        if !var.requires_grad() && name.contains("speclayer") {
+            continue; // computed front-end buffers are complete without an import
+        }
+        let part = part_of(&name);
+        let entry = parts.entry(part).or_insert(false);
+        *entry |= !covered.contains(&name);
+    }
+    report.untouched_parts = parts
+        .into_iter()
+        .filter(|(_, missing)| *missing)
+        .map(|(p, _)| p)
+        .collect();
+    model.provenance.source = "import-weights".into();
+    model.id = format!("{}-imported", model.spec.profile);
+    Ok(report)
+}
+
+/// A readable name for the part a variable belongs to.
+fn part_of(name: &str) -> String {
+    if name.starts_with("video.resnet.") {
+        "image backbone (video.resnet)".into()
+    } else if name.starts_with("video.") {
+        "image branch head (video.fc)".into()
+    } else if name.starts_with("openl3.") {
+        "OpenL3 (openl3)".into()
+    } else if name.starts_with("audio_net.") {
+        "audio branch (audio_net)".into()
+    } else {
+        "fusion and classifier (encoder, classifier)".into()
+    }
+}

@@ -1,0 +1,54 @@
+"""End-to-end check of the weight import path with real PyTorch checkpoints: build the
+reference networks with random weights, save their state dicts with torch.save (as
+torchvision and torchopenl3 distribute them), convert with scripts/pth-to-safetensors.py,
+import with `avscene import-weights`, and compare every tensor of the resulting model
+file with the PyTorch values. Run by tests/import_weights.rs when a Python with torch is
+available (AVSCENE_TEST_PYTHON, or .deps/torch-venv); exits non-zero on a mismatch.
+
+    python tests/parity/check_import.py path/to/avscene WORKDIR
+"""
+import os
+import subprocess
+import sys
+
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, os.path.dirname(__file__))
+from reference import FULL, PytorchOpenl3, ResNet  # noqa: E402
+
+avscene, work = sys.argv[1], sys.argv[2]
+repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+torch.manual_seed(0)
+
+resnet = ResNet("bottleneck", (3, 4, 6, 3), 64)
+resnet.fc = torch.nn.Linear(2048, 1000)  # torchvision's checkpoint has the ImageNet head
+for m in resnet.modules():  # give BN buffers non-default values
+    if isinstance(m, torch.nn.BatchNorm2d):
+        m.running_mean.uniform_(-0.1, 0.1)
+        m.running_var.uniform_(0.5, 1.5)
+openl3 = PytorchOpenl3(FULL)
+
+paths = {}
+for name, module, legacy in [("resnet50", resnet, True), ("openl3", openl3, False)]:
+    pth = os.path.join(work, f"{name}.pth")
+    # torchvision's older files use the legacy (non-zip) format: cover both.
+    torch.save(module.state_dict(), pth, _use_new_zipfile_serialization=not legacy)
+    st = os.path.join(work, f"{name}.safetensors")
+    subprocess.run([sys.executable, os.path.join(repo, "scripts/pth-to-safetensors.py"), pth, st], check=True)
+    paths[name] = st
+
+out = os.path.join(work, "imported.safetensors")
+subprocess.run([avscene, "import-weights", "--resnet50", paths["resnet50"], "--openl3", paths["openl3"], "--out", out], check=True)
+model = load_file(out)
+
+checked = 0
+for prefix, module in [("video.resnet.", resnet), ("openl3.", openl3)]:
+    for name, value in module.state_dict().items():
+        if name.endswith("num_batches_tracked") or name.startswith("fc."):
+            continue
+        ours = model[prefix + name]
+        assert ours.shape == value.shape, (name, ours.shape, value.shape)
+        assert torch.equal(ours, value.float()), f"{prefix}{name} differs"
+        checked += 1
+print(f"import check: {checked} tensors identical")
