@@ -347,3 +347,118 @@ pub fn import_weights(args: ImportArgs<'_>) -> ExitCode {
     emit(&text);
     ExitCode::SUCCESS
 }
+
+/// `avscene capture`: run one stream and report each window; optionally save them.
+pub fn capture(
+    config: Option<&Path>,
+    stream: Option<&str>,
+    seconds: Option<f64>,
+    save_dir: Option<&Path>,
+) -> ExitCode {
+    use crate::capture::{StreamState, save_window, spawn, window_queue};
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(error) => {
+            eprintln!("avscene: invalid configuration: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let names: Vec<&str> = settings.streams.iter().map(|s| s.name.as_str()).collect();
+    let spec = match stream {
+        Some(name) => settings.streams.iter().find(|s| s.name == name),
+        None => settings.streams.first(),
+    };
+    let Some(spec) = spec.cloned() else {
+        return fail(format!(
+            "no enabled stream named '{}' (streams: {})",
+            stream.unwrap_or(""),
+            names.join(", ")
+        ));
+    };
+    if let Some(dir) = save_dir {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return fail(format!("{}: {e}", dir.display()));
+        }
+    }
+    let name = spec.name.clone();
+    let (tx, rx) = window_queue(settings.config.inference.queue_capacity);
+    let handle = spawn(
+        spec,
+        settings.config.capture.clone(),
+        settings.config.window.clone(),
+        tx.clone(),
+    );
+    let started = std::time::Instant::now();
+    let cpu_start = crate::service::process::cpu_seconds().unwrap_or(0.0);
+    let rss_start = crate::service::process::rss_bytes().unwrap_or(0);
+    let deadline =
+        seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s));
+    eprintln!(
+        "capturing stream '{name}'{}; the first window comes after 10 s",
+        seconds.map(|s| format!(" for {s} s")).unwrap_or_default()
+    );
+    let mut count = 0u64;
+    loop {
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            break;
+        }
+        match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(w) => {
+                count += 1;
+                let start = w.start_sample as f64 / crate::window::SAMPLE_RATE as f64;
+                let mut line = format!(
+                    "window {:>5}  t={start:>8.1}s  samples={} frames={}  filled: {} samples, {} frames  rms={:.4}  dropped={}  rss={:.0} MB",
+                    w.seq,
+                    w.audio.len(),
+                    w.frames.len(),
+                    w.filled_samples,
+                    w.filled_frames,
+                    w.audio_rms(),
+                    handle
+                        .stats
+                        .dropped
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    crate::service::process::rss_bytes().unwrap_or(0) as f64 / 1e6,
+                );
+                if let Some(dir) = save_dir {
+                    match save_window(dir, &w) {
+                        Ok(path) => line.push_str(&format!("  saved {}", path.display())),
+                        Err(e) => line.push_str(&format!("  not saved: {e}")),
+                    }
+                }
+                emit(&format!("{line}\n"));
+            }
+            Err(_) if handle.is_finished() && rx.is_empty() => break,
+            Err(_) => {}
+        }
+    }
+    let stats = handle.stats.clone();
+    handle.stop();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let mut summary = format!(
+        "stream '{name}': {count} windows, {} dropped, {} restarts, {} faults",
+        load(&stats.dropped),
+        load(&stats.restarts),
+        load(&stats.faults)
+    );
+    if let Some(e) = stats.last_error() {
+        summary.push_str(&format!("; last error: {e}"));
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = crate::service::process::cpu_seconds().unwrap_or(0.0) - cpu_start;
+    summary.push_str(&format!(
+        "\nresources: {cpu:.1} s CPU over {wall:.1} s ({:.1} % of one core); resident memory {:.0} MB at start, {:.0} MB at end",
+        100.0 * cpu / wall.max(1e-9),
+        rss_start as f64 / 1e6,
+        crate::service::process::rss_bytes().unwrap_or(0) as f64 / 1e6
+    ));
+    if let StreamState::Backoff { reason } = stats.state() {
+        summary.push_str(&format!("; failing: {reason}"));
+    }
+    eprintln!("{summary}");
+    if count == 0 {
+        ExitCode::from(EXIT_FAILURE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::capture::{StreamConfig, StreamSpec};
+use crate::capture::{CaptureConfig, StreamConfig, StreamSpec};
 use crate::infer::InferenceConfig;
 use crate::model::ModelConfig;
 use crate::publish::MqttConfig;
@@ -30,6 +30,7 @@ pub struct Config {
     pub model: ModelConfig,
     pub inference: InferenceConfig,
     pub window: WindowConfig,
+    pub capture: CaptureConfig,
     pub metrics: MetricsConfig,
     /// `[[stream]]` tables: one per camera/microphone source.
     #[serde(rename = "stream")]
@@ -271,6 +272,7 @@ impl Config {
         self.model.validate(problems);
         self.inference.validate(problems);
         self.window.validate(problems);
+        self.capture.validate(problems);
         self.metrics.validate(problems);
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (index, stream) in self.streams.iter().enumerate() {

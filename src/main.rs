@@ -30,6 +30,23 @@ enum Command {
         #[arg(long)]
         show_pipelines: bool,
     },
+    /// Run one stream and print a line per 10 s window (samples, frames, gaps filled,
+    /// audio level); optionally save each window as WAV + PNG files, to see what the
+    /// model sees.
+    Capture {
+        /// Configuration file [default: /etc/avscene/avscene.toml, else ./config/avscene.toml].
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The stream to run [default: the first enabled one].
+        #[arg(long, value_name = "NAME")]
+        stream: Option<String>,
+        /// Stop after this many seconds [default: when the stream ends].
+        #[arg(long, value_name = "S")]
+        seconds: Option<f64>,
+        /// Save each window in DIR/<stream>-<seq>/ (audio.wav, frame-0.png …).
+        #[arg(long, value_name = "DIR")]
+        save_dir: Option<PathBuf>,
+    },
     /// Inspect models.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -88,6 +105,17 @@ fn main() -> ExitCode {
             config,
             show_pipelines,
         } => avscene::commands::check_config(config.as_deref(), show_pipelines),
+        Command::Capture {
+            config,
+            stream,
+            seconds,
+            save_dir,
+        } => avscene::commands::capture(
+            config.as_deref(),
+            stream.as_deref(),
+            seconds,
+            save_dir.as_deref(),
+        ),
         Command::Model(ModelCommand::Info {
             model,
             profile,

@@ -344,6 +344,30 @@ fn bad_configs() -> Vec<Bad> {
         expect: vec!["stream[0].pipeline", "typo.toml", "audo"],
     });
     cases.push(Bad {
+        what: "pipeline without a [source] section",
+        config: "[[stream]]\nname = \"a\"\npipeline = \"pipelines/nosource.toml\"\n".into(),
+        pipeline: Some(("nosource.toml", "description = \"x\"\n")),
+        env: vec![],
+        expect: vec!["stream[0].pipeline", "nosource.toml", "source"],
+    });
+    cases.push(Bad {
+        what: "pipeline with a launch syntax error",
+        config: "[[stream]]\nname = \"a\"\npipeline = \"pipelines/syntax.toml\"\n".into(),
+        pipeline: Some((
+            "syntax.toml",
+            "[source]\nvideo = \"videotestsrc ! ! videoconvert\"\naudio = \"audiotestsrc\"\n",
+        )),
+        env: vec![],
+        expect: vec!["stream[0].pipeline", "syntax.toml", "GStreamer rejects"],
+    });
+    cases.push(Bad {
+        what: "pipeline with bad caps",
+        config: "[[stream]]\nname = \"a\"\npipeline = \"pipelines/caps.toml\"\n".into(),
+        pipeline: Some(("caps.toml", "[source]\nvideo = \"videotestsrc ! video/x-raw,width=wide\"\naudio = \"audiotestsrc\"\n")),
+        env: vec![],
+        expect: vec!["stream[0].pipeline", "caps.toml", "GStreamer rejects"],
+    });
+    cases.push(Bad {
         what: "placeholder without a value",
         config: "[[stream]]\nname = \"a\"\npipeline = \"pipelines/ph.toml\"\n".into(),
         pipeline: Some((

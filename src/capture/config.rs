@@ -37,7 +37,57 @@ pub struct StreamSpec {
     pub pipeline_file: PathBuf,
     pub description: String,
     pub live: bool,
+    /// Start again from the beginning at end of stream (files).
+    pub looping: bool,
     pub launch: String,
+}
+
+/// `[capture]` settings, shared by every stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureConfig {
+    /// A stream whose audio or video delivers nothing for this long has stalled and is
+    /// restarted (seconds).
+    pub stall_timeout_s: f64,
+    /// First wait before restarting a failed stream; doubles up to `restart_max_s`.
+    pub restart_initial_s: f64,
+    pub restart_max_s: f64,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            stall_timeout_s: 10.0,
+            restart_initial_s: 1.0,
+            restart_max_s: 60.0,
+        }
+    }
+}
+
+impl CaptureConfig {
+    pub fn validate(&self, problems: &mut Problems) {
+        if self.stall_timeout_s.is_nan() || self.stall_timeout_s < 1.0 {
+            problems.push(
+                "capture.stall_timeout_s",
+                format!("must be at least 1 second, not {}", self.stall_timeout_s),
+            );
+        }
+        if self.restart_initial_s.is_nan() || self.restart_initial_s <= 0.0 {
+            problems.push(
+                "capture.restart_initial_s",
+                format!("must be positive, not {}", self.restart_initial_s),
+            );
+        }
+        if self.restart_max_s.is_nan() || self.restart_max_s < self.restart_initial_s {
+            problems.push(
+                "capture.restart_max_s",
+                format!(
+                    "must be at least restart_initial_s ({}), not {}",
+                    self.restart_initial_s, self.restart_max_s
+                ),
+            );
+        }
+    }
 }
 
 impl StreamConfig {
@@ -112,6 +162,7 @@ impl StreamConfig {
             pipeline_file: path,
             description: file.description,
             live: file.live,
+            looping: file.looping,
             launch,
         })
     }

@@ -18,6 +18,7 @@ pub const AUDIO_SINK: &str = "audio";
 /// waits for the clock, so a live source's latency does not delay the windows.
 pub const VIDEO_TAIL: &str = "queue ! videorate ! video/x-raw,framerate=1/1 ! videoconvert ! videoscale \
     ! video/x-raw,format=RGB,width=224,height=224,pixel-aspect-ratio=1/1 ! appsink name=video sync=false";
+
 /// Appended to the audio branch: mono (channels averaged), 32-bit float, 48 kHz.
 pub const AUDIO_TAIL: &str = "queue ! audioconvert ! audioresample \
     ! audio/x-raw,format=F32LE,layout=interleaved,channels=1,rate=48000 ! appsink name=audio sync=false";
@@ -33,6 +34,13 @@ pub struct PipelineFile {
     /// fast as it goes.
     #[serde(default = "default_live")]
     pub live: bool,
+    /// Files: start again at the end instead of ending the stream.
+    #[serde(default, rename = "loop")]
+    pub looping: bool,
+    /// Files: deliver at the speed of the clock (as a camera would) instead of as fast as
+    /// the decoder goes.
+    #[serde(default)]
+    pub realtime: bool,
     /// Defaults for the `${name}` placeholders in `[source]`; a stream's `params` override
     /// them.
     #[serde(default)]

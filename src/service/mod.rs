@@ -2,5 +2,6 @@
 //! and signals).
 
 mod config;
+pub mod process;
 
 pub use config::MetricsConfig;
