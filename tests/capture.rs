@@ -384,3 +384,23 @@ fn the_shipped_live_test_pipeline_gives_a_window_every_second() {
         .unwrap();
     assert_eq!(spacing, Duration::from_secs(1));
 }
+
+#[test]
+fn digital_silence_is_reported_as_a_fault() {
+    let dir = tempdir();
+    let silent = SYNTHETIC.replace("freq=440", "wave=silence");
+    let s = settings(
+        dir.path(),
+        &[("silent.toml", &silent)],
+        &[("quiet", "silent.toml")],
+        "",
+    );
+    let (handles, rx) = start(&s, 64);
+    assert!(wait_until(Duration::from_secs(20), || handles[0].is_finished()));
+    assert!(rx.try_iter().count() >= 3);
+    assert_eq!(
+        handles[0].stats.faults.load(Ordering::Relaxed),
+        1,
+        "reported once"
+    );
+}
