@@ -127,3 +127,41 @@ fn front_end_defaults_match_the_reference() {
     let diff = (&mel - &golden["mel_basis"]).abs().max().double_value(&[]);
     assert!(diff < 1e-7, "mel basis differs by {diff:e}");
 }
+
+#[test]
+fn the_fft_front_end_equals_the_kernel_convolution_above_the_noise_floor() {
+    let model = Model::fresh(ModelSpec::small(), Device::Cpu);
+    let openl3 = &model.net.openl3;
+    assert!(!openl3.uses_fft(), "the exact convolution is the default");
+    // A tone over broadband noise, like a recording.
+    let noise = Tensor::randn([3, 48000], (tch::Kind::Float, Device::Cpu)) * 0.01;
+    let frames = input_tensor(&[3, 48000], 0.4, 0.3, 0.0575) + noise;
+    tch::no_grad(|| {
+        let conv = openl3.spectrogram_conv(&frames);
+        assert!(openl3.set_fft(true));
+        let fft = openl3.spectrogram(&frames);
+        // Where the spectrum is above -60 dB (float32 rounding dominates below ~-70 dB).
+        let audible = conv.ge(-60.0);
+        let diff = (&fft - &conv)
+            .abs()
+            .masked_select(&audible)
+            .max()
+            .double_value(&[]);
+        assert!(
+            diff < 0.01,
+            "FFT and convolution differ by {diff} dB above the noise floor"
+        );
+        let d = rel_diff(&openl3.forward(&frames), &{
+            openl3.set_fft(false);
+            openl3.forward(&frames)
+        });
+        assert!(d < 1e-3, "embeddings differ by {d:e}");
+    });
+    // Custom kernels (a model file's) cannot run by FFT.
+    tch::no_grad(|| {
+        let vars = model.vs.variables();
+        let mut k = vars["openl3.speclayer.dft_real_kernels"].shallow_clone();
+        let _ = k.g_mul_scalar_(1.5);
+    });
+    assert!(!openl3.set_fft(true));
+}

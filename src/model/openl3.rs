@@ -3,6 +3,8 @@
 //! published state dict loads 1:1. One 1 s frame at 48 kHz → one 512-d embedding; each
 //! frame is independent of its neighbours.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tch::{Tensor, nn};
 
 use super::spec::{ModelSpec, OPENL3_EMBEDDING};
@@ -10,6 +12,8 @@ use crate::features::{FeatureSpec, spectrogram};
 
 #[derive(Debug)]
 pub struct OpenL3 {
+    /// The kernels are the standard periodic-Hann DFT: compute the STFT by FFT.
+    fft: AtomicBool,
     dft_real: Tensor,
     dft_imag: Tensor,
     mel_basis: Tensor,
@@ -80,6 +84,7 @@ impl OpenL3 {
         // After three 2×2 pools: mel bands / 8 × STFT frames / 8 (32 × 24 for mel256).
         let pool = [features.n_mels / 8, features.spectrogram_frames() / 8];
         OpenL3 {
+            fft: AtomicBool::new(false),
             dft_real,
             dft_imag,
             mel_basis,
@@ -91,15 +96,48 @@ impl OpenL3 {
         }
     }
 
+    /// Compute the STFT by FFT instead of the kernel convolution (faster; equal above
+    /// float32's noise floor) — only possible while the kernels are the standard DFT.
+    /// Returns whether the FFT is in use.
+    pub fn set_fft(&self, on: bool) -> bool {
+        let standard = on && self.has_standard_kernels();
+        self.fft.store(standard, Ordering::Relaxed);
+        standard
+    }
+
+    fn has_standard_kernels(&self) -> bool {
+        let n_dft = self.dft_real.size()[2];
+        let (real, imag) = spectrogram::dft_kernels(n_dft);
+        let close = |a: &Tensor, b: Tensor| {
+            a.size() == b.size()
+                && (a.to_device(tch::Device::Cpu) - b)
+                    .abs()
+                    .max()
+                    .double_value(&[])
+                    < 1e-5
+        };
+        close(&self.dft_real, real) && close(&self.dft_imag, imag)
+    }
+
+    /// Whether the STFT runs by FFT.
+    pub fn uses_fft(&self) -> bool {
+        self.fft.load(Ordering::Relaxed)
+    }
+
     /// (N, n_mels, T) log-mel spectrograms of (N, 48000) frames.
     pub fn spectrogram(&self, frames: &Tensor) -> Tensor {
-        spectrogram::log_mel(
-            frames,
-            &self.dft_real,
-            &self.dft_imag,
-            &self.mel_basis,
-            self.n_hop,
-        )
+        let power = if self.uses_fft() {
+            spectrogram::power_fft(frames, self.dft_real.size()[2], self.n_hop)
+        } else {
+            spectrogram::power_conv(frames, &self.dft_real, &self.dft_imag, self.n_hop)
+        };
+        spectrogram::log_mel_from_power(&power, &self.mel_basis)
+    }
+
+    /// The same through the DFT-kernel convolution, as kapre computes it.
+    pub fn spectrogram_conv(&self, frames: &Tensor) -> Tensor {
+        let (real, imag, mel) = (&self.dft_real, &self.dft_imag, &self.mel_basis);
+        spectrogram::log_mel(frames, real, imag, mel, self.n_hop)
     }
 
     /// (N, 48000) frames → (N, 512) embeddings. OpenL3 is a frozen, pretrained feature
