@@ -288,6 +288,16 @@ impl Config {
                 );
             }
         }
+        let hop_tenths = (self.window.hop_s * 10.0).round() as u64;
+        if hop_tenths > 0 && hop_tenths % self.inference.audio_stride != 0 {
+            problems.push(
+                "inference.audio_stride",
+                format!(
+                    "{} × 0.1 s does not divide the hop ({} s): windows would not share encoded frames",
+                    self.inference.audio_stride, self.window.hop_s
+                ),
+            );
+        }
         if self.streams.iter().all(|s| !s.enabled) {
             problems.push(
                 "stream",

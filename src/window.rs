@@ -116,9 +116,16 @@ pub struct Window {
     /// Frames of the window that repeat an earlier frame (or are black) because none
     /// arrived for their second.
     pub filled_frames: usize,
+    /// When the window was complete (for queue-wait and staleness).
+    pub ready_at: std::time::Instant,
 }
 
 impl Window {
+    /// Position of the window's first OpenL3 frame on the stream's 0.1 s grid.
+    pub fn first_frame_position(&self) -> u64 {
+        self.start_sample / (SAMPLE_RATE / 10)
+    }
+
     /// Root mean square of the audio.
     pub fn audio_rms(&self) -> f32 {
         let sum: f64 = self.audio.iter().map(|&s| (s as f64) * (s as f64)).sum();
@@ -364,6 +371,7 @@ impl Assembler {
             frames,
             filled_samples: filled_samples as usize,
             filled_frames,
+            ready_at: std::time::Instant::now(),
         }
     }
 

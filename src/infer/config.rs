@@ -15,6 +15,19 @@ pub struct InferenceConfig {
     /// Windows waiting for the model, across all streams; when full, the oldest are
     /// dropped and counted.
     pub queue_capacity: usize,
+    /// Encode each OpenL3 frame and image once and reuse it in the overlapping windows
+    /// (results equal recomputation; ~9× less work at a 1 s hop).
+    pub cache: bool,
+    /// Encode OpenL3 only every `audio_stride` × 0.1 s and let the frames between reuse
+    /// the last encoded one: 1 (exact, default), 2, 5 or 10; must divide the hop. Trades
+    /// accuracy for speed on small CPUs (see the README).
+    pub audio_stride: u64,
+    /// Compute OpenL3's STFT by FFT rather than by the DFT-kernel convolution: faster,
+    /// and equal above float32's noise floor.
+    pub fast_stft: bool,
+    /// A window that waited longer than this (seconds) for the model is stale: dropped
+    /// and counted, so latency stays bounded when the hardware cannot keep up.
+    pub stale_after_s: f64,
 }
 
 impl Default for InferenceConfig {
@@ -23,6 +36,10 @@ impl Default for InferenceConfig {
             max_batch: 8,
             max_wait_ms: 50,
             queue_capacity: 32,
+            cache: true,
+            audio_stride: 1,
+            fast_stft: false,
+            stale_after_s: 15.0,
         }
     }
 }
@@ -39,6 +56,18 @@ impl InferenceConfig {
             problems.push(
                 "inference.max_wait_ms",
                 format!("must be at most 10000, not {}", self.max_wait_ms),
+            );
+        }
+        if ![1, 2, 5, 10].contains(&self.audio_stride) {
+            problems.push(
+                "inference.audio_stride",
+                format!("must be 1, 2, 5 or 10, not {}", self.audio_stride),
+            );
+        }
+        if self.stale_after_s.is_nan() || self.stale_after_s <= 0.0 {
+            problems.push(
+                "inference.stale_after_s",
+                format!("must be positive, not {}", self.stale_after_s),
             );
         }
         if self.queue_capacity == 0 {

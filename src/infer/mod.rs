@@ -1,5 +1,11 @@
-//! The inference worker: one thread owns the model and batches windows from all streams.
+//! Inference: the engine that classifies windows (with the per-frame embedding cache)
+//! and the worker thread that owns the model, batches windows from every stream and
+//! drops stale ones.
 
 mod config;
+mod engine;
+mod worker;
 
 pub use config::InferenceConfig;
+pub use engine::{CacheCounts, Engine, SceneResult};
+pub use worker::{Worker, WorkerStats, spawn_worker};

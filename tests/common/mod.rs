@@ -58,3 +58,39 @@ pub fn rel_diff(a: &Tensor, reference: &Tensor) -> f64 {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temporary directory")
 }
+
+/// Consecutive windows of a synthetic stream (1 s hop): a tone over noise whose pitch
+/// changes every second, and a different image every second.
+pub fn synthetic_windows(stream: &str, seconds: u64, seed: u64) -> Vec<avscene::window::Window> {
+    use avscene::window::{Assembler, FRAME_BYTES, WindowConfig};
+    let mut assembler = Assembler::new(stream, &WindowConfig::default());
+    let mut out = Vec::new();
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut noise = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+    };
+    for tenth in 0..seconds * 10 {
+        let second = tenth / 10;
+        let pts = tenth * 100_000_000;
+        if tenth % 10 == 0 {
+            let frame: Vec<u8> = (0..FRAME_BYTES)
+                .map(|i| ((i as u64 * (second + seed + 1) / 97) % 256) as u8)
+                .collect();
+            out.extend(assembler.push_frame(pts, std::sync::Arc::from(frame)));
+        }
+        let freq = 200.0 + 50.0 * ((second + seed) % 7) as f32;
+        let samples: Vec<f32> = (0..4800)
+            .map(|i| {
+                let t = (tenth * 4800 + i) as f32 / 48_000.0;
+                0.3 * (2.0 * std::f32::consts::PI * freq * t).sin() + 0.05 * noise()
+            })
+            .collect();
+        out.extend(assembler.push_audio(pts, &samples));
+    }
+    out
+}

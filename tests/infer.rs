@@ -1,0 +1,183 @@
+//! The inference engine and worker: the per-frame cache gives the from-scratch result,
+//! batching across streams changes nothing, stale windows are dropped and counted, and a
+//! device that is not there is a clear error.
+
+mod common;
+
+use std::time::Duration;
+
+use avscene::capture::window_queue;
+use avscene::infer::{Engine, InferenceConfig, spawn_worker};
+use avscene::model::{DeviceSpec, Model, ModelSpec};
+use common::synthetic_windows;
+
+use tch::Device;
+
+/// An engine over a small model with deterministic weights (tests run in parallel, so
+/// libtorch's global seed cannot make two models equal).
+fn engine(cache: bool, stride: u64) -> Engine {
+    let model = Model::fresh(ModelSpec::small(), Device::Cpu);
+    common::deterministic_init(&model.vs);
+    let config = InferenceConfig {
+        cache,
+        audio_stride: stride,
+        ..Default::default()
+    };
+    Engine::new(model, &config)
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn the_cache_gives_the_from_scratch_result() {
+    let windows = synthetic_windows("a", 14, 1);
+    assert_eq!(windows.len(), 5);
+    let mut naive = engine(false, 1);
+    let mut cached = engine(true, 1);
+    for (i, w) in windows.iter().enumerate() {
+        let expected = &naive.classify(std::slice::from_ref(w))[0];
+        let got = &cached.classify(std::slice::from_ref(w))[0];
+        let d = max_diff(&expected.probabilities, &got.probabilities);
+        assert!(
+            d < 1e-5,
+            "window {i}: cached and from-scratch differ by {d:e}"
+        );
+        assert_eq!(expected.label, got.label);
+        let sum: f32 = got.probabilities.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-4);
+    }
+    // The first window encodes 96 OpenL3 frames and 10 images; each later one 10 and 1.
+    let c = cached.counts();
+    assert_eq!(c.audio_encoded, 96 + 4 * 10);
+    assert_eq!(c.image_encoded, 10 + 4);
+    // Only what the next window can use stays cached.
+    let (audio, images) = cached.cached_entries();
+    assert!(
+        audio <= 96 && images <= 10,
+        "{audio} audio, {images} images cached"
+    );
+}
+
+#[test]
+fn batching_across_streams_does_not_change_results() {
+    let a = synthetic_windows("a", 12, 1);
+    let b = synthetic_windows("b", 12, 2);
+    let mut one_by_one = engine(true, 1);
+    let mut batched = engine(true, 1);
+    for i in 0..a.len() {
+        let single: Vec<_> = [&a[i], &b[i]]
+            .iter()
+            .map(|w| one_by_one.classify(std::slice::from_ref(*w)).remove(0))
+            .collect();
+        let together = batched.classify(&[a[i].clone(), b[i].clone()]);
+        for (s, t) in single.iter().zip(&together) {
+            assert_eq!(s.stream, t.stream);
+            let d = max_diff(&s.probabilities, &t.probabilities);
+            assert!(
+                d < 1e-5,
+                "{} window {i}: batched and single differ by {d:e}",
+                s.stream
+            );
+            assert_eq!(t.batch, 2);
+        }
+    }
+    // Two consecutive windows of one stream in the same batch share their frames too.
+    let mut fresh = engine(true, 1);
+    let results = fresh.classify(&a[..2]);
+    assert_eq!(results.len(), 2);
+    assert_eq!(fresh.counts().audio_encoded, 96 + 10);
+}
+
+#[test]
+fn a_coarser_audio_stride_encodes_fewer_frames() {
+    let windows = synthetic_windows("a", 13, 3);
+    let mut coarse = engine(true, 10);
+    for w in &windows {
+        let r = coarse.classify(std::slice::from_ref(w));
+        assert_eq!(r[0].probabilities.len(), 10);
+    }
+    // One OpenL3 frame per second: 10 for the first window, then 1 per hop.
+    assert_eq!(
+        coarse.counts().audio_encoded,
+        10 + (windows.len() as u64 - 1)
+    );
+}
+
+#[test]
+fn results_carry_what_consumers_need() {
+    let windows = synthetic_windows("porch", 11, 4);
+    let mut e = engine(true, 1);
+    let r = &e.classify(&windows[..1])[0];
+    assert_eq!(&*r.stream, "porch");
+    assert_eq!(r.probabilities.len(), 10);
+    assert!(ModelSpec::small().classes.contains(&r.label));
+    assert_eq!(
+        r.confidence,
+        r.probabilities.iter().cloned().fold(f32::MIN, f32::max)
+    );
+    assert!(r.end > r.start);
+    assert_eq!(r.model_id, "small-untrained");
+    assert!(r.compute > Duration::ZERO);
+}
+
+#[test]
+fn the_worker_batches_classifies_and_drops_stale_windows() {
+    let (tx, rx) = window_queue(64);
+    let (results_tx, results) = crossbeam_channel::bounded(64);
+    let config = InferenceConfig {
+        max_batch: 4,
+        max_wait_ms: 20,
+        stale_after_s: 0.5,
+        ..Default::default()
+    };
+    let worker = spawn_worker(engine(true, 1), &config, 1, rx, results_tx).unwrap();
+    let fresh = synthetic_windows("live", 13, 5);
+    for w in fresh.iter().cloned() {
+        tx.send(w).unwrap();
+    }
+    let got: Vec<_> = (0..fresh.len())
+        .filter_map(|_| results.recv_timeout(Duration::from_secs(30)).ok())
+        .collect();
+    assert_eq!(got.len(), fresh.len());
+    assert!(got.windows(2).all(|p| p[1].seq == p[0].seq + 1), "in order");
+
+    // Windows that already waited longer than stale_after_s are dropped and counted.
+    let old = synthetic_windows("late", 12, 6);
+    std::thread::sleep(Duration::from_millis(600));
+    for w in old.iter().cloned() {
+        tx.send(w).unwrap();
+    }
+    let stats = worker.stats.clone();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while stats.stale.load(std::sync::atomic::Ordering::Relaxed) < old.len() as u64
+        && std::time::Instant::now() < until
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        stats.stale.load(std::sync::atomic::Ordering::Relaxed),
+        old.len() as u64
+    );
+    assert!(results.try_recv().is_err(), "no result for a stale window");
+    assert_eq!(
+        stats.classified.load(std::sync::atomic::Ordering::Relaxed),
+        fresh.len() as u64
+    );
+    assert!(worker.stop().is_some());
+}
+
+#[test]
+fn a_device_that_is_not_there_is_a_clear_error() {
+    if tch::Cuda::device_count() > 7 {
+        return;
+    }
+    let error = DeviceSpec::Cuda(7).resolve().unwrap_err();
+    assert!(error.contains("cuda:7"), "{error}");
+    assert_eq!(DeviceSpec::Cpu.resolve(), Ok(Device::Cpu));
+    assert!("tpu".parse::<DeviceSpec>().is_err());
+}
