@@ -462,3 +462,125 @@ pub fn capture(
         ExitCode::SUCCESS
     }
 }
+
+/// Options of `avscene bench`.
+pub struct BenchArgs<'a> {
+    pub model: Option<&'a Path>,
+    pub profile: &'a str,
+    pub device: DeviceSpec,
+    pub quick: bool,
+    pub json: bool,
+    pub batches: Option<Vec<usize>>,
+    pub threads: Option<Vec<usize>>,
+    pub audio_stride: u64,
+    pub fast_stft: bool,
+    pub overload: bool,
+}
+
+/// `avscene bench`: the inference engine on synthetic windows.
+pub fn bench(args: BenchArgs<'_>) -> ExitCode {
+    use crate::infer::InferenceConfig;
+    use crate::infer::bench::{BenchPlan, overload, run};
+    if ![1, 2, 5, 10].contains(&args.audio_stride) {
+        return fail(format!(
+            "--audio-stride must be 1, 2, 5 or 10, not {}",
+            args.audio_stride
+        ));
+    }
+    if args.batches.as_ref().is_some_and(|b| b.contains(&0))
+        || args.threads.as_ref().is_some_and(|t| t.contains(&0))
+    {
+        return fail("--batches and --threads take positive numbers");
+    }
+    let model = match open_model(args.model, args.profile, args.device) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    let config = InferenceConfig {
+        audio_stride: args.audio_stride,
+        fast_stft: args.fast_stft,
+        ..Default::default()
+    };
+    let plan = BenchPlan::new(args.quick, args.batches, args.threads);
+    if !args.json {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+            })
+            .unwrap_or_default();
+        emit(&format!(
+            "avscene bench: model {} ({}), device {:?}, {} CPU core(s) {cpu}, audio stride {} × 0.1 s, STFT by {}\n\
+             {:<7} {:>5} {:>7} {:>12} {:>10} {:>10} {:>8}\n",
+            model.id,
+            model.spec.profile,
+            model.vs.device(),
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            args.audio_stride,
+            if args.fast_stft {
+                "FFT"
+            } else {
+                "kernel convolution"
+            },
+            "path",
+            "batch",
+            "threads",
+            "windows/s",
+            "p50 ms",
+            "p99 ms",
+            "RTF"
+        ));
+    }
+    let json = args.json;
+    let (records, model) = run(model, &config, &plan, |r| {
+        if json {
+            emit(&format!(
+                "{}\n",
+                serde_json::to_string(r).unwrap_or_default()
+            ));
+        } else {
+            emit(&format!(
+                "{:<7} {:>5} {:>7} {:>12.4} {:>10.1} {:>10.1} {:>8.3}\n",
+                r.path, r.batch, r.threads, r.windows_per_s, r.p50_ms, r.p99_ms, r.rtf
+            ));
+        }
+    });
+    if json {
+        return ExitCode::SUCCESS;
+    }
+    let best = |path: &str| {
+        records
+            .iter()
+            .filter(|r| r.path == path && r.batch == 1)
+            .map(|r| r.windows_per_s)
+            .fold(0.0, f64::max)
+    };
+    let (naive, cached) = (best("naive"), best("cached"));
+    if naive > 0.0 && cached > 0.0 {
+        emit(&format!(
+            "cached / naive at batch 1, 1 s hop: {:.1}×\n",
+            cached / naive
+        ));
+    }
+    if args.overload && plan.overload_s > 0.0 {
+        let threads = plan.threads.iter().copied().max().unwrap_or(1);
+        let o = overload(model, &config, threads, cached.max(0.1), plan.overload_s);
+        emit(&format!(
+            "overload: {:.1} windows/s offered for {:.0} s (4× capacity): {} classified, {} dropped at the queue, \
+             {} dropped as stale; resident memory {:.0} MB → {:.0} MB; {} OpenL3 frames cached at the end\n",
+            o.offered_per_s,
+            o.seconds,
+            o.classified,
+            o.dropped_queue,
+            o.dropped_stale,
+            o.rss_start_mb,
+            o.rss_end_mb,
+            o.cached_audio_frames
+        ));
+    }
+    ExitCode::SUCCESS
+}

@@ -47,6 +47,42 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         save_dir: Option<PathBuf>,
     },
+    /// Measure inference on synthetic windows (no capture, no broker): windows/s,
+    /// latency p50/p99 and real-time factor for the naive path (every window from
+    /// scratch) and the cached path, per batch size and thread count; then an overload
+    /// run (memory and drops when fed faster than it computes).
+    Bench {
+        /// Model file [default: a fresh model of --profile].
+        #[arg(long, short, value_name = "FILE")]
+        model: Option<PathBuf>,
+        /// Profile of the fresh model: full or small.
+        #[arg(long, default_value = "full")]
+        profile: String,
+        /// auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: avscene::model::DeviceSpec,
+        /// A short run: batch 1 naive, batches 1 and 4 cached, all cores, few iterations.
+        #[arg(long)]
+        quick: bool,
+        /// One JSON object per measured configuration, one per line.
+        #[arg(long)]
+        json: bool,
+        /// Batch sizes, comma-separated [default: naive 1,4; cached 1,4,16].
+        #[arg(long, value_delimiter = ',')]
+        batches: Option<Vec<usize>>,
+        /// libtorch thread counts, comma-separated [default: 1 and all cores].
+        #[arg(long, value_delimiter = ',')]
+        threads: Option<Vec<usize>>,
+        /// OpenL3 every N × 0.1 s (1, 2, 5, 10), as inference.audio_stride.
+        #[arg(long, default_value_t = 1)]
+        audio_stride: u64,
+        /// STFT by FFT, as inference.fast_stft.
+        #[arg(long)]
+        fast_stft: bool,
+        /// Skip the overload run.
+        #[arg(long)]
+        no_overload: bool,
+    },
     /// Inspect models.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -116,6 +152,29 @@ fn main() -> ExitCode {
             seconds,
             save_dir.as_deref(),
         ),
+        Command::Bench {
+            model,
+            profile,
+            device,
+            quick,
+            json,
+            batches,
+            threads,
+            audio_stride,
+            fast_stft,
+            no_overload,
+        } => avscene::commands::bench(avscene::commands::BenchArgs {
+            model: model.as_deref(),
+            profile: &profile,
+            device,
+            quick,
+            json,
+            batches,
+            threads,
+            audio_stride,
+            fast_stft,
+            overload: !no_overload && !json,
+        }),
         Command::Model(ModelCommand::Info {
             model,
             profile,

@@ -165,3 +165,14 @@ fn the_fft_front_end_equals_the_kernel_convolution_above_the_noise_floor() {
     });
     assert!(!openl3.set_fft(true));
 }
+
+#[test]
+fn folded_batch_norms_give_the_layer_by_layer_result() {
+    let (golden, meta) = golden();
+    let model = deterministic_model(ModelSpec::full(), &meta, "names_full");
+    let frames = input_tensor(&[2, 48000], 0.4, 0.3, 0.0575);
+    let layered = tch::no_grad(|| model.net.openl3.forward_layers(&frames));
+    let folded = tch::no_grad(|| model.net.embed_audio_frames(&frames));
+    assert!(rel_diff(&folded, &layered) < 1e-5);
+    check("openl3", &layered, &golden);
+}

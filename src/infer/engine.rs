@@ -79,7 +79,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(model: Model, config: &InferenceConfig) -> Engine {
         let device = model.vs.device();
-        if config.fast_stft && !model.net.openl3.set_fft(true) {
+        if model.net.openl3.set_fft(config.fast_stft) != config.fast_stft {
             tracing::warn!("inference.fast_stft: the model's DFT kernels are custom; using them");
         }
         Engine {
@@ -93,6 +93,11 @@ impl Engine {
 
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// Give the model back (the caches are dropped).
+    pub fn into_model(self) -> Model {
+        self.model
     }
 
     pub fn counts(&self) -> CacheCounts {

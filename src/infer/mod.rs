@@ -2,6 +2,7 @@
 //! and the worker thread that owns the model, batches windows from every stream and
 //! drops stale ones.
 
+pub mod bench;
 mod config;
 mod engine;
 mod worker;

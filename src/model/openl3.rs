@@ -3,6 +3,7 @@
 //! published state dict loads 1:1. One 1 s frame at 48 kHz → one 512-d embedding; each
 //! frame is independent of its neighbours.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::{Tensor, nn};
@@ -23,7 +24,13 @@ pub struct OpenL3 {
     convs: Vec<(nn::Conv2D, nn::BatchNorm, bool)>,
     embedding: nn::Conv2D,
     pool: [i64; 2],
+    /// Inference copies of the convolutions with their batch norms folded in (one pass
+    /// less over the large activations per layer); computed on first use.
+    folded: Mutex<Option<Vec<(Tensor, Tensor)>>>,
 }
+
+/// Batch-norm epsilon of OpenL3 (Keras' 1e-3).
+const BN_EPS: f64 = 1e-3;
 
 impl OpenL3 {
     pub fn new(p: &nn::Path, spec: &ModelSpec, features: &FeatureSpec) -> OpenL3 {
@@ -93,6 +100,7 @@ impl OpenL3 {
             convs,
             embedding: conv3("audio_embedding_layer".into(), c4, OPENL3_EMBEDDING),
             pool,
+            folded: Mutex::new(None),
         }
     }
 
@@ -141,8 +149,26 @@ impl OpenL3 {
     }
 
     /// (N, 48000) frames → (N, 512) embeddings. OpenL3 is a frozen, pretrained feature
-    /// extractor: its batch norms always use their running statistics.
+    /// extractor (no gradients reach it): its batch norms always use their running
+    /// statistics, folded into the convolutions.
     pub fn forward(&self, frames: &Tensor) -> Tensor {
+        let mut xs = self
+            .spectrogram(frames)
+            .unsqueeze(1)
+            .apply_t(&self.input_bn, false);
+        for ((weight, bias), (_, _, pool)) in self.folded_convs().iter().zip(&self.convs) {
+            xs = xs
+                .conv2d(weight, Some(bias), [1, 1], [1, 1], [1, 1], 1)
+                .relu_();
+            if *pool {
+                xs = xs.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+            }
+        }
+        self.embed(&xs)
+    }
+
+    /// The same, layer by layer as torchopenl3 computes it (for checking the folding).
+    pub fn forward_layers(&self, frames: &Tensor) -> Tensor {
         let mut xs = self
             .spectrogram(frames)
             .unsqueeze(1)
@@ -153,8 +179,55 @@ impl OpenL3 {
                 xs = xs.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
             }
         }
+        self.embed(&xs)
+    }
+
+    fn embed(&self, xs: &Tensor) -> Tensor {
         xs.apply(&self.embedding)
             .max_pool2d(self.pool, self.pool, [0, 0], [1, 1], false)
             .flatten(1, -1)
+    }
+
+    /// Forget the folded convolutions: call after the weights change (loading,
+    /// importing).
+    pub fn weights_changed(&self) {
+        if let Ok(mut folded) = self.folded.lock() {
+            *folded = None;
+        }
+    }
+
+    fn folded_convs(&self) -> Vec<(Tensor, Tensor)> {
+        let Ok(mut guard) = self.folded.lock() else {
+            return Vec::new();
+        };
+        let folded = guard.get_or_insert_with(|| {
+            tch::no_grad(|| {
+                self.convs
+                    .iter()
+                    .map(|(conv, bn, _)| {
+                        let gamma = bn
+                            .ws
+                            .as_ref()
+                            .map_or_else(|| bn.running_var.ones_like(), |w| w.shallow_clone());
+                        let beta = bn
+                            .bs
+                            .as_ref()
+                            .map_or_else(|| bn.running_mean.zeros_like(), |b| b.shallow_clone());
+                        let scale = gamma * (&bn.running_var + BN_EPS).rsqrt();
+                        let weight = &conv.ws * scale.view([-1, 1, 1, 1]);
+                        let conv_bias = conv
+                            .bs
+                            .as_ref()
+                            .map_or_else(|| scale.zeros_like(), |b| b.shallow_clone());
+                        let bias = (conv_bias - &bn.running_mean) * scale + beta;
+                        (weight, bias)
+                    })
+                    .collect()
+            })
+        });
+        folded
+            .iter()
+            .map(|(w, b)| (w.shallow_clone(), b.shallow_clone()))
+            .collect()
     }
 }

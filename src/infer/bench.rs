@@ -1,0 +1,265 @@
+//! `avscene bench`: the engine on synthetic windows (no capture, no broker): windows/s,
+//! per-window latency and real-time factor for the naive path (every window from
+//! scratch) and the cached path, over batch sizes and thread counts; then an overload
+//! run that feeds the worker faster than it computes and shows that memory stays flat
+//! and drops are counted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{Engine, InferenceConfig, spawn_worker};
+use crate::capture::window_queue;
+use crate::model::Model;
+use crate::service::process;
+use crate::window::{Assembler, FRAME_BYTES, Window, WindowConfig};
+
+/// What to measure.
+pub struct BenchPlan {
+    pub naive_batches: Vec<usize>,
+    pub cached_batches: Vec<usize>,
+    pub threads: Vec<usize>,
+    /// Timed batches per configuration (after one untimed warm-up for the cached path).
+    pub naive_iterations: usize,
+    pub cached_iterations: usize,
+    /// Seconds of the overload run (0: skip).
+    pub overload_s: f64,
+}
+
+impl BenchPlan {
+    pub fn new(quick: bool, batches: Option<Vec<usize>>, threads: Option<Vec<usize>>) -> BenchPlan {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let mut default_threads = vec![1, cores];
+        default_threads.dedup();
+        let threads = threads.unwrap_or(if quick { vec![cores] } else { default_threads });
+        let (naive_batches, cached_batches) = match batches {
+            Some(b) => (b.clone(), b),
+            None if quick => (vec![1], vec![1, 4]),
+            // From scratch a full-size window costs ~2 TFLOP: batch 16 would take many
+            // minutes on a small CPU and adds nothing the per-window figure does not show.
+            None => (vec![1, 4], vec![1, 4, 16]),
+        };
+        BenchPlan {
+            naive_batches,
+            cached_batches,
+            threads,
+            naive_iterations: 1,
+            cached_iterations: if quick { 3 } else { 10 },
+            overload_s: if quick { 5.0 } else { 20.0 },
+        }
+    }
+}
+
+/// One measured configuration (one JSON line).
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRecord {
+    pub path: &'static str,
+    pub batch: usize,
+    pub threads: usize,
+    pub windows_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Stream-seconds processed per second at a 1 s hop.
+    pub rtf: f64,
+    pub profile: String,
+    pub device: String,
+    pub audio_stride: u64,
+}
+
+/// The overload run's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverloadRecord {
+    pub path: &'static str,
+    pub seconds: f64,
+    pub offered_per_s: f64,
+    pub classified: u64,
+    pub dropped_queue: u64,
+    pub dropped_stale: u64,
+    pub rss_start_mb: f64,
+    pub rss_end_mb: f64,
+    pub cached_audio_frames: usize,
+}
+
+/// Consecutive synthetic windows (1 s hop) of one stream: noise and a tone, a new image
+/// every second.
+pub fn synthetic_stream(name: &str, windows: usize, seed: u64) -> Vec<Window> {
+    let mut assembler = Assembler::new(name, &WindowConfig::default());
+    let mut out = Vec::new();
+    let mut state = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let seconds = windows as u64 + 10;
+    for tenth in 0..seconds * 10 {
+        let pts = tenth * 100_000_000;
+        if tenth % 10 == 0 {
+            let shade = ((tenth / 10 + seed) * 29 % 256) as u8;
+            out.extend(assembler.push_frame(pts, Arc::from(vec![shade; FRAME_BYTES])));
+        }
+        let samples: Vec<f32> = (0..4800u64)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let t = (tenth * 4800 + i) as f32 / 48_000.0;
+                0.2 * (t * 2_764.6).sin() + ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+            })
+            .collect();
+        out.extend(assembler.push_audio(pts, &samples));
+    }
+    out.truncate(windows);
+    out
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Measure one configuration. The engine is rebuilt per configuration so caches start
+/// empty; returns the engine to reuse its model.
+fn measure(
+    model: Model,
+    config: &InferenceConfig,
+    batch: usize,
+    threads: usize,
+    iterations: usize,
+) -> (BenchRecord, Model) {
+    tch::set_num_threads(threads as i32);
+    let cached = config.cache;
+    let profile = model.spec.profile.clone();
+    let device = format!("{:?}", model.vs.device()).to_lowercase();
+    let mut engine = Engine::new(model, config);
+    let warmup = usize::from(cached);
+    let streams: Vec<Vec<Window>> = (0..batch)
+        .map(|s| synthetic_stream(&format!("bench{s}"), warmup + iterations, s as u64))
+        .collect();
+    if cached {
+        let first: Vec<Window> = streams.iter().map(|s| s[0].clone()).collect();
+        engine.classify(&first);
+    }
+    let mut times = Vec::with_capacity(iterations);
+    for it in warmup..warmup + iterations {
+        let windows: Vec<Window> = streams.iter().map(|s| s[it].clone()).collect();
+        let started = Instant::now();
+        engine.classify(&windows);
+        times.push(started.elapsed().as_secs_f64());
+    }
+    let total: f64 = times.iter().sum();
+    let windows_per_s = (batch * iterations) as f64 / total.max(1e-9);
+    times.sort_by(|a, b| a.total_cmp(b));
+    let record = BenchRecord {
+        path: if cached { "cached" } else { "naive" },
+        batch,
+        threads,
+        windows_per_s,
+        p50_ms: percentile(&times, 0.5) * 1000.0,
+        p99_ms: percentile(&times, 0.99) * 1000.0,
+        rtf: windows_per_s,
+        profile,
+        device,
+        audio_stride: config.audio_stride,
+    };
+    (record, engine.into_model())
+}
+
+/// Run the plan; `report` receives each record as it is measured.
+pub fn run(
+    mut model: Model,
+    config: &InferenceConfig,
+    plan: &BenchPlan,
+    mut report: impl FnMut(&BenchRecord),
+) -> (Vec<BenchRecord>, Model) {
+    let mut records = Vec::new();
+    for &threads in &plan.threads {
+        for (cache, batches, iterations) in [
+            (false, &plan.naive_batches, plan.naive_iterations),
+            (true, &plan.cached_batches, plan.cached_iterations),
+        ] {
+            for &batch in batches {
+                let config = InferenceConfig {
+                    cache,
+                    ..config.clone()
+                };
+                let (record, back) = measure(model, &config, batch, threads, iterations);
+                model = back;
+                report(&record);
+                records.push(record);
+            }
+        }
+    }
+    (records, model)
+}
+
+/// Feed the worker `factor` × faster than `rate` windows/s for `seconds`.
+pub fn overload(
+    model: Model,
+    config: &InferenceConfig,
+    threads: usize,
+    rate: f64,
+    seconds: f64,
+) -> OverloadRecord {
+    let config = InferenceConfig {
+        queue_capacity: 8,
+        stale_after_s: 5.0,
+        ..config.clone()
+    };
+    let (tx, rx) = window_queue(config.queue_capacity);
+    let (results_tx, results) = crossbeam_channel::bounded(1024);
+    let rss_start = process::rss_bytes().unwrap_or(0);
+    let engine = Engine::new(model, &config);
+    let Ok(worker) = spawn_worker(engine, &config, threads, rx, results_tx) else {
+        return OverloadRecord {
+            path: "cached",
+            seconds: 0.0,
+            offered_per_s: 0.0,
+            classified: 0,
+            dropped_queue: 0,
+            dropped_stale: 0,
+            rss_start_mb: 0.0,
+            rss_end_mb: 0.0,
+            cached_audio_frames: 0,
+        };
+    };
+    let offered = (rate * 4.0).max(1.0);
+    let windows = synthetic_stream("overload", 64, 99);
+    let done = Arc::new(AtomicBool::new(false));
+    let drain = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let _ = results.recv_timeout(Duration::from_millis(50));
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut sent = 0usize;
+    while started.elapsed().as_secs_f64() < seconds {
+        // Restamp so the worker sees fresh windows; cycling restarts the stream's timeline.
+        let mut w = windows[sent % windows.len()].clone();
+        w.ready_at = Instant::now();
+        let _ = tx.send(w);
+        sent += 1;
+        std::thread::sleep(Duration::from_secs_f64(1.0 / offered));
+    }
+    let dropped_queue = tx.dropped();
+    let stats = worker.stats.clone();
+    let engine = worker.stop();
+    done.store(true, Ordering::Relaxed);
+    let _ = drain.join();
+    OverloadRecord {
+        path: "cached",
+        seconds,
+        offered_per_s: offered,
+        classified: stats.classified.load(Ordering::Relaxed),
+        dropped_queue,
+        dropped_stale: stats.stale.load(Ordering::Relaxed),
+        rss_start_mb: rss_start as f64 / 1e6,
+        rss_end_mb: process::rss_bytes().unwrap_or(0) as f64 / 1e6,
+        cached_audio_frames: engine.map(|e| e.cached_entries().0).unwrap_or(0),
+    }
+}
