@@ -571,14 +571,19 @@ pub fn bench(args: BenchArgs<'_>) -> ExitCode {
         let o = overload(model, &config, threads, cached.max(0.1), plan.overload_s);
         emit(&format!(
             "overload: {:.1} windows/s offered for {:.0} s (4× capacity): {} classified, {} dropped at the queue, \
-             {} dropped as stale; resident memory {:.0} MB → {:.0} MB; {} OpenL3 frames cached at the end\n",
+             {} dropped as stale; resident memory {:.0} MB at the start, then {} MB after each quarter; \
+             {} OpenL3 frames cached at the end\n",
             o.offered_per_s,
             o.seconds,
             o.classified,
             o.dropped_queue,
             o.dropped_stale,
             o.rss_start_mb,
-            o.rss_end_mb,
+            o.rss_quarters_mb
+                .iter()
+                .map(|m| format!("{m:.0}"))
+                .collect::<Vec<_>>()
+                .join(" → "),
             o.cached_audio_frames
         ));
     }

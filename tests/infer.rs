@@ -181,3 +181,45 @@ fn a_device_that_is_not_there_is_a_clear_error() {
     assert_eq!(DeviceSpec::Cpu.resolve(), Ok(Device::Cpu));
     assert!("tpu".parse::<DeviceSpec>().is_err());
 }
+
+#[test]
+fn bench_prints_one_json_object_per_configuration() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_avscene"))
+        .args([
+            "bench",
+            "--quick",
+            "--profile",
+            "small",
+            "--json",
+            "--batches",
+            "1",
+            "--threads",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let paths: Vec<&str> = lines.iter().map(|l| l["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["naive", "cached"]);
+    for l in &lines {
+        for field in [
+            "batch",
+            "threads",
+            "windows_per_s",
+            "p50_ms",
+            "p99_ms",
+            "rtf",
+        ] {
+            assert!(l[field].is_number(), "{field} missing in {l}");
+        }
+        assert_eq!(l["batch"], 1);
+    }
+}

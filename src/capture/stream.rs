@@ -218,14 +218,40 @@ fn running_time_ns(sample: &gst::Sample) -> Option<u64> {
     segment.to_running_time(pts).map(|t| t.nseconds())
 }
 
+/// Pull the next sample: its running time (with the run's offset) and its data.
+fn pull(
+    shared: &RunShared,
+    sink: &gst_app::AppSink,
+) -> Result<(u64, gst::MappedBuffer<gst::buffer::Readable>), gst::FlowError> {
+    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+    let pts = running_time_ns(&sample).ok_or(gst::FlowError::Error)? + shared.offset_ns;
+    let buffer = sample.buffer_owned().ok_or(gst::FlowError::Error)?;
+    let map = buffer
+        .into_mapped_buffer_readable()
+        .map_err(|_| gst::FlowError::Error)?;
+    Ok((pts, map))
+}
+
+impl RunShared {
+    /// Feed the assembler and hand on what it completed.
+    fn assemble(
+        &self,
+        push: impl FnOnce(&mut Assembler) -> Vec<Window>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let windows = match self.assembler.lock() {
+            Ok(mut a) => push(&mut a),
+            Err(_) => return Err(gst::FlowError::Error),
+        };
+        self.deliver(windows);
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
+
 fn on_audio(
     shared: &RunShared,
     sink: &gst_app::AppSink,
 ) -> Result<gst::FlowSuccess, gst::FlowError> {
-    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-    let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
-    let pts = running_time_ns(&sample).ok_or(gst::FlowError::Error)? + shared.offset_ns;
-    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+    let (pts, map) = pull(shared, sink)?;
     let samples: Vec<f32> = map
         .as_slice()
         .chunks_exact(4)
@@ -236,22 +262,14 @@ fn on_audio(
     shared
         .last_audio_ms
         .store(shared.elapsed_ms(), Ordering::Relaxed);
-    let windows = match shared.assembler.lock() {
-        Ok(mut a) => a.push_audio(pts, &samples),
-        Err(_) => return Err(gst::FlowError::Error),
-    };
-    shared.deliver(windows);
-    Ok(gst::FlowSuccess::Ok)
+    shared.assemble(|a| a.push_audio(pts, &samples))
 }
 
 fn on_video(
     shared: &RunShared,
     sink: &gst_app::AppSink,
 ) -> Result<gst::FlowSuccess, gst::FlowError> {
-    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-    let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
-    let pts = running_time_ns(&sample).ok_or(gst::FlowError::Error)? + shared.offset_ns;
-    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+    let (pts, map) = pull(shared, sink)?;
     // RGB rows of 224 pixels are 672 bytes, already 4-byte aligned: no stride padding.
     if map.size() != FRAME_BYTES {
         gst::element_error!(
@@ -269,12 +287,7 @@ fn on_video(
     shared
         .last_video_ms
         .store(shared.elapsed_ms(), Ordering::Relaxed);
-    let windows = match shared.assembler.lock() {
-        Ok(mut a) => a.push_frame(pts, frame),
-        Err(_) => return Err(gst::FlowError::Error),
-    };
-    shared.deliver(windows);
-    Ok(gst::FlowSuccess::Ok)
+    shared.assemble(|a| a.push_frame(pts, frame))
 }
 
 /// The element a bus message came from, as its factory name (`v4l2src`) where it has

@@ -49,7 +49,7 @@ impl BenchPlan {
             threads,
             naive_iterations: 1,
             cached_iterations: if quick { 3 } else { 10 },
-            overload_s: if quick { 5.0 } else { 20.0 },
+            overload_s: if quick { 5.0 } else { 60.0 },
         }
     }
 }
@@ -81,6 +81,8 @@ pub struct OverloadRecord {
     pub dropped_stale: u64,
     pub rss_start_mb: f64,
     pub rss_end_mb: f64,
+    /// Resident memory after each quarter of the run.
+    pub rss_quarters_mb: Vec<f64>,
     pub cached_audio_frames: usize,
 }
 
@@ -222,6 +224,7 @@ pub fn overload(
             dropped_stale: 0,
             rss_start_mb: 0.0,
             rss_end_mb: 0.0,
+            rss_quarters_mb: Vec::new(),
             cached_audio_frames: 0,
         };
     };
@@ -238,7 +241,11 @@ pub fn overload(
     };
     let started = Instant::now();
     let mut sent = 0usize;
+    let mut quarters = Vec::new();
     while started.elapsed().as_secs_f64() < seconds {
+        if started.elapsed().as_secs_f64() >= seconds * (quarters.len() + 1) as f64 / 4.0 {
+            quarters.push(process::rss_bytes().unwrap_or(0) as f64 / 1e6);
+        }
         // Restamp so the worker sees fresh windows; cycling restarts the stream's timeline.
         let mut w = windows[sent % windows.len()].clone();
         w.ready_at = Instant::now();
@@ -260,6 +267,7 @@ pub fn overload(
         dropped_stale: stats.stale.load(Ordering::Relaxed),
         rss_start_mb: rss_start as f64 / 1e6,
         rss_end_mb: process::rss_bytes().unwrap_or(0) as f64 / 1e6,
+        rss_quarters_mb: quarters,
         cached_audio_frames: engine.map(|e| e.cached_entries().0).unwrap_or(0),
     }
 }
