@@ -80,7 +80,7 @@ if [ "$route" = cpu ]; then
     say "fetching torch==$TORCH_VERSION from PyPI (CPU libraries only, ~540 MB)"
     rm -rf "$deps/libtorch-cpu"
     # --target sidesteps Debian's externally-managed Python; --no-deps keeps it small.
-    python3 -m pip install -q --no-deps --no-compile --disable-pip-version-check \
+    python3 -m pip install -q --no-deps --no-compile --disable-pip-version-check --root-user-action=ignore \
       --target "$deps/libtorch-cpu" "torch==$TORCH_VERSION" "${CUDA_RUNTIME_PKGS[@]}"
     for so in libtorch_cuda.so libtorch_cuda_linalg.so libtorch_nvshmem.so libc10_cuda.so \
               libcaffe2_nvrtc.so libtorch_python.so; do

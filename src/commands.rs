@@ -589,3 +589,43 @@ pub fn bench(args: BenchArgs<'_>) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+/// `avscene mqtt-test`: connect with the configured settings, publish to a test topic,
+/// receive it back; report success or the exact failure.
+pub fn mqtt_test(config: Option<&Path>) -> ExitCode {
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(error) => {
+            eprintln!("avscene: invalid configuration: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mqtt = &settings.config.mqtt;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    let timeout = std::time::Duration::from_secs(5);
+    match runtime.block_on(crate::publish::connection::round_trip(mqtt, timeout)) {
+        Ok(trip) => {
+            let user = mqtt
+                .username
+                .as_deref()
+                .map(|u| format!(" as '{u}'"))
+                .unwrap_or_default();
+            emit(&format!(
+                "MQTT OK: connected to {}:{}{user} in {:.0} ms; published and received {} in {:.1} ms\n",
+                mqtt.host,
+                mqtt.port,
+                trip.connect.as_secs_f64() * 1000.0,
+                trip.topic,
+                trip.round_trip.as_secs_f64() * 1000.0
+            ));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("MQTT test failed: {e}")),
+    }
+}

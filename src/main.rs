@@ -20,8 +20,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate the configuration and every pipeline file it names, without starting
-    /// anything; print a summary. Exit 0 when valid, 2 otherwise.
+    /// Validate the configuration, every pipeline file it names (parsed by GStreamer),
+    /// the model file and the device, without starting anything; print a summary. Exit 0
+    /// when valid, 2 otherwise.
     CheckConfig {
         /// Configuration file [default: /etc/avscene/avscene.toml, else ./config/avscene.toml].
         #[arg(long, short, value_name = "FILE")]
@@ -79,9 +80,16 @@ enum Command {
         /// STFT by FFT, as inference.fast_stft.
         #[arg(long)]
         fast_stft: bool,
-        /// Skip the overload run.
+        /// Skip the overload run (--json always skips it).
         #[arg(long)]
         no_overload: bool,
+    },
+    /// Test the MQTT settings: connect, publish to <prefix>/mqtt-test/…, receive it back;
+    /// print success or the exact failure (exit 1).
+    MqttTest {
+        /// Configuration file [default: /etc/avscene/avscene.toml, else ./config/avscene.toml].
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Inspect models.
     #[command(subcommand)]
@@ -175,6 +183,7 @@ fn main() -> ExitCode {
             fast_stft,
             overload: !no_overload && !json,
         }),
+        Command::MqttTest { config } => avscene::commands::mqtt_test(config.as_deref()),
         Command::Model(ModelCommand::Info {
             model,
             profile,

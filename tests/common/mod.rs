@@ -94,3 +94,61 @@ pub fn synthetic_windows(stream: &str, seconds: u64, seed: u64) -> Vec<avscene::
     }
     out
 }
+
+/// A mosquitto broker of the test's own on 127.0.0.1, on a free port; stopped on drop.
+pub struct Broker {
+    pub port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Start mosquitto with `extra` configuration lines (the listener is added here).
+    pub fn start(extra: &str) -> Broker {
+        let dir = tempdir();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\npersistence false\n{extra}\n"),
+        )
+        .unwrap();
+        let child = std::process::Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto (scripts/setup.sh installs it)");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < until, "mosquitto did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Broker {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// A directory for files the broker configuration refers to, readable by the
+    /// `mosquitto` user the broker drops to when started as root.
+    pub fn shared_dir() -> tempfile::TempDir {
+        let dir = tempdir();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,195 @@
+//! Connecting to the broker with the configured settings, and saying clearly why it
+//! failed: the part of publishing that `avscene mqtt-test` exercises on its own.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, QoS};
+
+use super::MqttConfig;
+
+/// Why a connection or round trip failed, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("{}: cannot read the MQTT password: {source}", .file.display())]
+    PasswordFile {
+        file: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the broker at {address} refused the credentials of user '{user}': check mqtt.username and the password in mqtt.password_file"
+    )]
+    NotAuthorized { address: String, user: String },
+    #[error(
+        "the broker at {address} requires a user name and password: set mqtt.username and mqtt.password_file"
+    )]
+    NeedsCredentials { address: String },
+    #[error("the broker at {address} refused the connection ({code:?})")]
+    Refused {
+        address: String,
+        code: ConnectReturnCode,
+    },
+    #[error(
+        "nothing accepts connections at {address}: is the broker running? (mqtt.host, mqtt.port)"
+    )]
+    NoBroker { address: String },
+    #[error("cannot reach {address}: {reason}")]
+    Unreachable { address: String, reason: String },
+    #[error(
+        "no answer from {address} within {seconds} s (a firewall, or a TLS port spoken to without TLS?)"
+    )]
+    Timeout { address: String, seconds: u64 },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The password: the first line of the password file, without its line end.
+pub fn read_password(file: &Path) -> Result<String, MqttError> {
+    let text = std::fs::read_to_string(file).map_err(|source| MqttError::PasswordFile {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+/// The client id: the configured one, else `avscene-<hostname>`.
+pub fn client_id(config: &MqttConfig) -> String {
+    if !config.client_id.is_empty() {
+        return config.client_id.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    if host.is_empty() {
+        "avscene".into()
+    } else {
+        format!("avscene-{host}")
+    }
+}
+
+/// rumqttc options from the configuration (credentials read from the password file).
+pub fn options(config: &MqttConfig, client_id: &str) -> Result<MqttOptions, MqttError> {
+    let mut options = MqttOptions::new(client_id, config.host.clone(), config.port);
+    options.set_keep_alive(Duration::from_secs(config.keep_alive_s));
+    if let Some(user) = &config.username {
+        let password = match &config.password_file {
+            Some(file) => read_password(file)?,
+            None => String::new(),
+        };
+        options.set_credentials(user.clone(), password);
+    }
+    Ok(options)
+}
+
+/// Turn a connection error into the explanation a user needs.
+pub fn explain(error: &ConnectionError, config: &MqttConfig) -> MqttError {
+    let address = format!("{}:{}", config.host, config.port);
+    match error {
+        ConnectionError::ConnectionRefused(
+            ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword,
+        ) => match &config.username {
+            Some(user) => MqttError::NotAuthorized {
+                address,
+                user: user.clone(),
+            },
+            None => MqttError::NeedsCredentials { address },
+        },
+        ConnectionError::ConnectionRefused(code) => MqttError::Refused {
+            address,
+            code: *code,
+        },
+        ConnectionError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            MqttError::NoBroker { address }
+        }
+        ConnectionError::Io(e) => MqttError::Unreachable {
+            address,
+            reason: e.to_string(),
+        },
+        ConnectionError::NetworkTimeout => MqttError::Timeout {
+            address,
+            seconds: 5,
+        },
+        other => MqttError::Other(format!("{address}: {other}")),
+    }
+}
+
+/// What `mqtt-test` found.
+#[derive(Debug)]
+pub struct RoundTrip {
+    pub topic: String,
+    pub connect: Duration,
+    pub round_trip: Duration,
+}
+
+/// Connect, subscribe to a test topic under the prefix, publish to it and wait for the
+/// message to come back.
+pub async fn round_trip(config: &MqttConfig, timeout: Duration) -> Result<RoundTrip, MqttError> {
+    let address = format!("{}:{}", config.host, config.port);
+    let id = format!("{}-test-{}", client_id(config), std::process::id());
+    let topic = format!("{}/mqtt-test/{id}", config.topic_prefix);
+    let (client, mut events) = AsyncClient::new(options(config, &id)?, 10);
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut connected = None;
+    let mut sent = None;
+    let payload = format!("avscene mqtt-test {}", started.elapsed().as_nanos());
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(MqttError::Timeout {
+                address,
+                seconds: timeout.as_secs(),
+            });
+        }
+        let event = match tokio::time::timeout(left, events.poll()).await {
+            Err(_) => {
+                return Err(MqttError::Timeout {
+                    address,
+                    seconds: timeout.as_secs(),
+                });
+            }
+            Ok(Err(e)) => return Err(explain(&e, config)),
+            Ok(Ok(event)) => event,
+        };
+        match event {
+            Event::Incoming(Packet::ConnAck(_)) => {
+                connected = Some(started.elapsed());
+                client
+                    .subscribe(&topic, QoS::AtLeastOnce)
+                    .await
+                    .map_err(|e| MqttError::Other(e.to_string()))?;
+            }
+            Event::Incoming(Packet::SubAck(ack)) => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                {
+                    return Err(MqttError::Other(format!(
+                        "the broker at {address} does not let this user subscribe to {topic} (check its ACL)"
+                    )));
+                }
+                sent = Some(Instant::now());
+                client
+                    .publish(&topic, QoS::AtLeastOnce, false, payload.clone())
+                    .await
+                    .map_err(|e| MqttError::Other(e.to_string()))?;
+            }
+            Event::Incoming(Packet::Publish(p))
+                if p.topic == topic && p.payload.as_ref() == payload.as_bytes() =>
+            {
+                let round_trip = sent.map(|s| s.elapsed()).unwrap_or_default();
+                let _ = client.disconnect().await;
+                return Ok(RoundTrip {
+                    topic,
+                    connect: connected.unwrap_or_default(),
+                    round_trip,
+                });
+            }
+            _ => {}
+        }
+    }
+}

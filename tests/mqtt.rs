@@ -1,0 +1,133 @@
+//! MQTT against a real mosquitto on 127.0.0.1: `avscene mqtt-test` round-trips a message,
+//! and wrong credentials or a missing broker give the exact reason.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::Broker;
+
+fn config(dir: &Path, mqtt: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("pipelines")).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/test.toml"),
+        dir.join("pipelines/test.toml"),
+    )
+    .unwrap();
+    let path = dir.join("avscene.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[mqtt]\n{mqtt}\n[[stream]]\nname = \"demo\"\npipeline = \"pipelines/test.toml\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn mqtt_test(config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_avscene"))
+        .args(["mqtt-test", "--config"])
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn mqtt_test_round_trips_a_message() {
+    let broker = Broker::start("allow_anonymous true");
+    let dir = common::tempdir();
+    let out = mqtt_test(&config(
+        dir.path(),
+        &format!("host = \"127.0.0.1\"\nport = {}", broker.port),
+    ));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("MQTT OK") && stdout.contains("avscene/mqtt-test/"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn credentials_from_the_password_file_work_and_wrong_ones_are_named() {
+    let files = Broker::shared_dir();
+    let passwords = files.path().join("passwords");
+    let made = Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(&passwords)
+        .args(["porch", "s3cret"])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&passwords, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let broker = Broker::start(&format!(
+        "allow_anonymous false\npassword_file {}",
+        passwords.display()
+    ));
+    let dir = common::tempdir();
+    let secret = dir.path().join("mqtt-password");
+
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let good = format!(
+        "port = {}\nusername = \"porch\"\npassword_file = \"{}\"",
+        broker.port,
+        secret.display()
+    );
+    let out = mqtt_test(&config(dir.path(), &good));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("as 'porch'"));
+
+    std::fs::write(&secret, "wrong\n").unwrap();
+    let out = mqtt_test(&config(dir.path(), &good));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refused the credentials of user 'porch'")
+            && stderr.contains("mqtt.password_file"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("wrong"),
+        "the password must never be printed: {stderr}"
+    );
+
+    let anonymous = format!("port = {}", broker.port);
+    let out = mqtt_test(&config(dir.path(), &anonymous));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("requires a user name and password"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_broker_that_is_not_there_is_named() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = common::tempdir();
+    let out = mqtt_test(&config(dir.path(), &format!("port = {port}")));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}")) && stderr.contains("is the broker running"),
+        "{stderr}"
+    );
+}
