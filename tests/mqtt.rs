@@ -131,3 +131,118 @@ fn a_broker_that_is_not_there_is_named() {
         "{stderr}"
     );
 }
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with openssl.
+fn certificates(
+    dir: &Path,
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (ca_key, ca, key, csr, cert) = (
+        format!("{name}-ca.key"),
+        format!("{name}-ca.crt"),
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.crt"),
+    );
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=avscene test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    use std::os::unix::fs::PermissionsExt;
+    for f in [&key, &cert, &ca] {
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    (dir.join(ca), dir.join(cert), dir.join(key))
+}
+
+#[test]
+fn tls_with_the_right_ca_works_and_a_wrong_ca_is_named() {
+    let files = Broker::shared_dir();
+    let (ca, cert, key) = certificates(files.path(), "broker");
+    let (other_ca, _, _) = certificates(files.path(), "other");
+    let broker = Broker::start(&format!(
+        "allow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}",
+        ca.display(),
+        cert.display(),
+        key.display()
+    ));
+    let dir = common::tempdir();
+    let tls = |ca: &Path| {
+        format!(
+            "host = \"127.0.0.1\"\nport = {}\n[mqtt.tls]\nca_file = \"{}\"",
+            broker.port,
+            ca.display()
+        )
+    };
+    let out = mqtt_test(&config(dir.path(), &tls(&ca)));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = mqtt_test(&config(dir.path(), &tls(&other_ca)));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("not signed by the CA") && stderr.contains("other-ca.crt"),
+        "{stderr}"
+    );
+
+    // Plain MQTT to the TLS port.
+    let out = mqtt_test(&config(dir.path(), &format!("port = {}", broker.port)));
+    assert_eq!(out.status.code(), Some(1));
+}

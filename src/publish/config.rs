@@ -176,7 +176,7 @@ impl MqttConfig {
             if !cfg!(feature = "tls") {
                 problems.push(
                     "mqtt.tls",
-                    "this avscene was built without TLS support; rebuild with `cargo build --release --features tls`",
+                    "this avscene was built without TLS support (--no-default-features); rebuild with the default features",
                 );
             }
             let files = [

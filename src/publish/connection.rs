@@ -39,6 +39,22 @@ pub enum MqttError {
         "no answer from {address} within {seconds} s (a firewall, or a TLS port spoken to without TLS?)"
     )]
     Timeout { address: String, seconds: u64 },
+    #[error("{}: cannot read: {source}", .file.display())]
+    TlsFile {
+        file: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the certificate of the broker at {address} is not signed by the CA in {} (mqtt.tls.ca_file): use the CA that issued the broker's certificate", .ca_file.display())]
+    TlsUntrusted {
+        address: String,
+        ca_file: std::path::PathBuf,
+    },
+    #[error(
+        "the certificate of the broker at {address} is not valid for the name '{host}': set mqtt.host to a name (or IP) its certificate lists"
+    )]
+    TlsWrongName { address: String, host: String },
+    #[error("TLS with {address} failed: {reason}")]
+    Tls { address: String, reason: String },
     #[error("{0}")]
     Other(String),
 }
@@ -81,12 +97,60 @@ pub fn options(config: &MqttConfig, client_id: &str) -> Result<MqttOptions, Mqtt
         };
         options.set_credentials(user.clone(), password);
     }
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &config.tls {
+        options.set_transport(tls_transport(tls)?);
+    }
     Ok(options)
+}
+
+/// TLS from the configured CA (and client certificate and key, when given).
+#[cfg(feature = "tls")]
+fn tls_transport(tls: &super::TlsConfig) -> Result<rumqttc::Transport, MqttError> {
+    let read = |file: &Path| {
+        std::fs::read(file).map_err(|source| MqttError::TlsFile {
+            file: file.to_path_buf(),
+            source,
+        })
+    };
+    let ca = read(&tls.ca_file)?;
+    let client_auth = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+        _ => None,
+    };
+    Ok(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Simple {
+            ca,
+            alpn: None,
+            client_auth,
+        },
+    ))
 }
 
 /// Turn a connection error into the explanation a user needs.
 pub fn explain(error: &ConnectionError, config: &MqttConfig) -> MqttError {
     let address = format!("{}:{}", config.host, config.port);
+    let text = error.to_string();
+    if let Some(tls) = &config.tls {
+        if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+            return MqttError::TlsUntrusted {
+                address,
+                ca_file: tls.ca_file.clone(),
+            };
+        }
+        if text.contains("NotValidForName") {
+            return MqttError::TlsWrongName {
+                address,
+                host: config.host.clone(),
+            };
+        }
+        if text.contains("certificate") || text.contains("TLS") || text.contains("tls") {
+            return MqttError::Tls {
+                address,
+                reason: text,
+            };
+        }
+    }
     match error {
         ConnectionError::ConnectionRefused(
             ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword,
