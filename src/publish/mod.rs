@@ -2,5 +2,10 @@
 
 mod config;
 pub mod connection;
+mod mqtt;
 
 pub use config::{MqttConfig, QoS, TlsConfig};
+pub use mqtt::{
+    PublishStats, Publisher, discovery_payload, discovery_topic, scene_payload, scene_topic,
+    state_topic, status_topic,
+};

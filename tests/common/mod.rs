@@ -99,6 +99,7 @@ pub fn synthetic_windows(stream: &str, seconds: u64, seed: u64) -> Vec<avscene::
 pub struct Broker {
     pub port: u16,
     child: std::process::Child,
+    conf: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -117,9 +118,19 @@ impl Broker {
             format!("listener {port} 127.0.0.1\npersistence false\n{extra}\n"),
         )
         .unwrap();
+        let child = Self::spawn(&conf, port);
+        Broker {
+            port,
+            child,
+            conf,
+            _dir: dir,
+        }
+    }
+
+    fn spawn(conf: &std::path::Path, port: u16) -> std::process::Child {
         let child = std::process::Command::new("/usr/sbin/mosquitto")
             .arg("-c")
-            .arg(&conf)
+            .arg(conf)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -129,11 +140,21 @@ impl Broker {
             assert!(std::time::Instant::now() < until, "mosquitto did not start");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        Broker {
-            port,
-            child,
-            _dir: dir,
-        }
+        child
+    }
+
+    /// Stop the broker as its service manager would (SIGTERM: it saves its persistence).
+    pub fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Start it again on the same port with the same configuration.
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(&self.conf, self.port);
     }
 
     /// A directory for files the broker configuration refers to, readable by the

@@ -1,0 +1,360 @@
+//! Publishing to a real mosquitto: the payload of every topic, `online` / `stopped` /
+//! Last Will `offline` on the status topic, and Home Assistant discovery (re-sent when
+//! Home Assistant says `online`).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use avscene::infer::SceneResult;
+use avscene::model::TAU_CLASSES;
+use avscene::publish::{MqttConfig, Publisher};
+use common::Broker;
+
+fn config(port: u16) -> MqttConfig {
+    MqttConfig {
+        port,
+        client_id: format!("avscene-test-{port}"),
+        ..Default::default()
+    }
+}
+
+fn classes() -> Vec<String> {
+    TAU_CLASSES.iter().map(|c| c.to_string()).collect()
+}
+
+fn result(stream: &str, seq: u64, top: usize) -> SceneResult {
+    let mut probabilities = vec![0.02f32; 10];
+    probabilities[top] = 1.0 - 0.02 * 9.0;
+    let end = SystemTime::now();
+    SceneResult {
+        stream: Arc::from(stream),
+        seq,
+        start: end - Duration::from_secs(10),
+        end,
+        label: TAU_CLASSES[top].to_string(),
+        confidence: probabilities[top],
+        probabilities,
+        queue_wait: Duration::from_millis(3),
+        compute: Duration::from_millis(40),
+        batch: 1,
+        model_id: "full-test".into(),
+        filled_samples: 0,
+        filled_frames: 1,
+    }
+}
+
+/// `mosquitto_sub -v` for `count` messages on `topic` (or 10 s).
+fn subscribe(port: u16, topic: &str, count: usize) -> Child {
+    let child = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            topic,
+            "-v",
+            "-C",
+            &count.to_string(),
+            "-W",
+            "10",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // let it subscribe
+    child
+}
+
+fn lines(child: Child) -> Vec<(String, String)> {
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_once(' ')
+                .map(|(t, p)| (t.to_string(), p.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn scene_state_and_status_payloads() {
+    let broker = Broker::start("allow_anonymous true");
+    let sub = subscribe(broker.port, "avscene/#", 4);
+    let publisher = Publisher::start(
+        &config(broker.port),
+        &["porch".into()],
+        &classes(),
+        "full-test",
+    )
+    .unwrap();
+    publisher.publish(result("porch", 0, 4));
+    publisher.publish(result("porch", 1, 4));
+    let got = lines(sub);
+    let topics: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        topics,
+        [
+            "avscene/status",
+            "avscene/porch/scene",
+            "avscene/porch/state",
+            "avscene/porch/scene"
+        ],
+        "{got:?}"
+    );
+    assert_eq!(got[0].1, "online");
+    assert_eq!(
+        got[2].1, "park",
+        "state: the label, once while it does not change"
+    );
+    for (_, payload) in got.iter().filter(|(t, _)| t.ends_with("/scene")) {
+        let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+        assert_eq!(v["stream"], "porch");
+        assert_eq!(v["label"], "park");
+        assert!(v["confidence"].as_f64().unwrap() > 0.8);
+        let probs = v["probabilities"].as_object().unwrap();
+        assert_eq!(probs.len(), 10);
+        let sum: f64 = probs.values().map(|p| p.as_f64().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-4, "probabilities sum to {sum}");
+        let start = humantime::parse_rfc3339(v["start"].as_str().unwrap()).unwrap();
+        let end = humantime::parse_rfc3339(v["end"].as_str().unwrap()).unwrap();
+        assert_eq!(end.duration_since(start).unwrap().as_secs(), 10);
+        for field in ["latency_ms", "queue_wait_ms", "compute_ms", "seq"] {
+            assert!(v[field].is_number(), "{field}");
+        }
+        assert_eq!(v["model"], "full-test");
+        assert_eq!(v["filled"]["frames"], 1);
+    }
+    publisher.stop();
+    let status = lines(subscribe(broker.port, "avscene/status", 1));
+    assert_eq!(
+        status,
+        [("avscene/status".to_string(), "stopped".to_string())],
+        "retained `stopped` after a clean stop"
+    );
+}
+
+#[test]
+fn a_vanished_publisher_leaves_offline_by_last_will() {
+    let broker = Broker::start("allow_anonymous true");
+    let publisher = Publisher::start(
+        &config(broker.port),
+        &["porch".into()],
+        &classes(),
+        "full-test",
+    )
+    .unwrap();
+    let online = lines(subscribe(broker.port, "avscene/status", 1));
+    assert_eq!(online[0].1, "online");
+    publisher.abort();
+    std::thread::sleep(Duration::from_millis(300));
+    let status = lines(subscribe(broker.port, "avscene/status", 1));
+    assert_eq!(status[0].1, "offline");
+}
+
+#[test]
+fn home_assistant_discovery_is_retained_and_resent_when_home_assistant_returns() {
+    let broker = Broker::start("allow_anonymous true");
+    let publisher = Publisher::start(
+        &config(broker.port),
+        &["porch".into()],
+        &classes(),
+        "full-test",
+    )
+    .unwrap();
+    let topic = "homeassistant/sensor/avscene_porch/scene/config";
+    let sub = subscribe(broker.port, topic, 2);
+    // Home Assistant (re)starts and announces itself.
+    let announce = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker.port.to_string(),
+            "-t",
+            "homeassistant/status",
+            "-m",
+            "online",
+        ])
+        .status()
+        .unwrap();
+    assert!(announce.success());
+    let got = lines(sub);
+    assert_eq!(
+        got.len(),
+        2,
+        "the retained config, then the re-sent one: {got:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&got[0].1).unwrap();
+    assert_eq!(v["state_topic"], "avscene/porch/state");
+    assert_eq!(v["json_attributes_topic"], "avscene/porch/scene");
+    assert_eq!(v["availability"][0]["topic"], "avscene/status");
+    assert_eq!(v["unique_id"], "avscene_porch_scene");
+    assert_eq!(v["device"]["identifiers"][0], "avscene_porch");
+    publisher.stop();
+}
+
+#[test]
+fn messages_produced_while_the_broker_is_down_arrive_in_order_afterwards() {
+    let store = Broker::shared_dir();
+    let mut broker = Broker::start(&format!(
+        "allow_anonymous true\nuser root\npersistence true\npersistence_location {}/",
+        store.path().display()
+    ));
+    let port = broker.port.to_string();
+    let session = [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        port.as_str(),
+        "-i",
+        "consumer",
+        "-c",
+        "-q",
+        "1",
+        "-t",
+        "avscene/porch/scene",
+    ];
+    // A consumer with a persistent session: the broker keeps its messages while it is away.
+    let _ = Command::new("mosquitto_sub")
+        .args(session)
+        .args(["-C", "1", "-W", "1"])
+        .output()
+        .unwrap();
+    let publisher = Publisher::start(
+        &config(broker.port),
+        &["porch".into()],
+        &classes(),
+        "full-test",
+    )
+    .unwrap();
+    publisher.publish(result("porch", 0, 1));
+    std::thread::sleep(Duration::from_millis(500));
+    broker.stop();
+    for seq in 1..=5 {
+        publisher.publish(result("porch", seq, 1));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        publisher
+            .stats
+            .outbox
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 5,
+        "waiting in the outbox"
+    );
+    broker.restart();
+    let until = std::time::Instant::now() + Duration::from_secs(40);
+    while !(publisher
+        .stats
+        .connected
+        .load(std::sync::atomic::Ordering::Relaxed)
+        && publisher
+            .stats
+            .outbox
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0)
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "the publisher did not reconnect"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let out = Command::new("mosquitto_sub")
+        .args(session)
+        .args(["-C", "6", "-W", "5"])
+        .output()
+        .unwrap();
+    let seqs: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, [0, 1, 2, 3, 4, 5], "every message, in order");
+    assert_eq!(
+        publisher
+            .stats
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    publisher.stop();
+}
+
+#[test]
+fn beyond_the_outbox_bound_the_oldest_are_dropped_and_counted() {
+    let mut broker = Broker::start("allow_anonymous true");
+    let mut cfg = config(broker.port);
+    cfg.outbox_capacity = 4;
+    let publisher = Publisher::start(&cfg, &["porch".into()], &classes(), "full-test").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    broker.stop();
+    // 10 results: 10 scene messages + 1 state message, into an outbox of 4.
+    for seq in 0..10 {
+        publisher.publish(result("porch", seq, 2));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = &publisher.stats;
+    assert_eq!(stats.outbox.load(std::sync::atomic::Ordering::Relaxed), 4);
+    assert_eq!(
+        stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        11 - 4
+    );
+    publisher.abort();
+}
+
+#[test]
+fn a_removed_stream_disappears_from_home_assistant() {
+    let broker = Broker::start("allow_anonymous true");
+    let publisher = Publisher::start(
+        &config(broker.port),
+        &["porch".into(), "yard".into()],
+        &classes(),
+        "full-test",
+    )
+    .unwrap();
+    publisher.publish(result("yard", 0, 3));
+    let retained = |topic: &str| {
+        let out = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &broker.port.to_string(),
+                "-t",
+                topic,
+                "-C",
+                "1",
+                "-W",
+                "1",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        retained("homeassistant/sensor/avscene_yard/scene/config").contains("avscene_yard_scene")
+    );
+    assert_eq!(retained("avscene/yard/state"), "metro_station");
+    publisher.remove_stream("yard");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        retained("homeassistant/sensor/avscene_yard/scene/config"),
+        "",
+        "config cleared"
+    );
+    assert_eq!(retained("avscene/yard/state"), "");
+    assert!(
+        retained("homeassistant/sensor/avscene_porch/scene/config").contains("avscene_porch_scene")
+    );
+    publisher.stop();
+}
