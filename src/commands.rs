@@ -251,31 +251,20 @@ pub fn model_info(
         f.images
     );
     let _ = writeln!(text, "trainable parameters:");
-    let _ = writeln!(
-        text,
-        "  OpenL3 network        {:>12}  (frozen feature extractor)",
-        thousands(counts.openl3)
-    );
-    let _ = writeln!(
-        text,
-        "  audio branch          {:>12}",
-        thousands(counts.audio_branch)
-    );
-    let _ = writeln!(
-        text,
-        "  image branch          {:>12}",
-        thousands(counts.image_branch)
-    );
-    let _ = writeln!(
-        text,
-        "  fusion + classifier   {:>12}",
-        thousands(counts.fusion)
-    );
-    let _ = writeln!(
-        text,
-        "  total without OpenL3  {:>12}",
-        thousands(counts.total_without_openl3())
-    );
+    let parts = [
+        (
+            "OpenL3 network",
+            counts.openl3,
+            "  (frozen feature extractor)",
+        ),
+        ("audio branch", counts.audio_branch, ""),
+        ("image branch", counts.image_branch, ""),
+        ("fusion + classifier", counts.fusion, ""),
+        ("total without OpenL3", counts.total_without_openl3(), ""),
+    ];
+    for (part, count, remark) in parts {
+        let _ = writeln!(text, "  {part:<20}  {:>12}{remark}", thousands(count));
+    }
     emit(&text);
     ExitCode::SUCCESS
 }

@@ -46,6 +46,11 @@ fn result(stream: &str, seq: u64, top: usize) -> SceneResult {
     }
 }
 
+/// A publisher for the one stream "porch".
+fn porch_publisher(config: &MqttConfig) -> Publisher {
+    Publisher::start(config, &["porch".into()], &classes(), "full-test").unwrap()
+}
+
 /// `mosquitto_sub -v` for `count` messages on `topic` (or 10 s).
 fn subscribe(port: u16, topic: &str, count: usize) -> Child {
     let child = Command::new("mosquitto_sub")
@@ -84,13 +89,7 @@ fn lines(child: Child) -> Vec<(String, String)> {
 fn scene_state_and_status_payloads() {
     let broker = Broker::start("allow_anonymous true");
     let sub = subscribe(broker.port, "avscene/#", 4);
-    let publisher = Publisher::start(
-        &config(broker.port),
-        &["porch".into()],
-        &classes(),
-        "full-test",
-    )
-    .unwrap();
+    let publisher = porch_publisher(&config(broker.port));
     publisher.publish(result("porch", 0, 4));
     publisher.publish(result("porch", 1, 4));
     let got = lines(sub);
@@ -140,13 +139,7 @@ fn scene_state_and_status_payloads() {
 #[test]
 fn a_vanished_publisher_leaves_offline_by_last_will() {
     let broker = Broker::start("allow_anonymous true");
-    let publisher = Publisher::start(
-        &config(broker.port),
-        &["porch".into()],
-        &classes(),
-        "full-test",
-    )
-    .unwrap();
+    let publisher = porch_publisher(&config(broker.port));
     let online = lines(subscribe(broker.port, "avscene/status", 1));
     assert_eq!(online[0].1, "online");
     publisher.abort();
@@ -158,13 +151,7 @@ fn a_vanished_publisher_leaves_offline_by_last_will() {
 #[test]
 fn home_assistant_discovery_is_retained_and_resent_when_home_assistant_returns() {
     let broker = Broker::start("allow_anonymous true");
-    let publisher = Publisher::start(
-        &config(broker.port),
-        &["porch".into()],
-        &classes(),
-        "full-test",
-    )
-    .unwrap();
+    let publisher = porch_publisher(&config(broker.port));
     let topic = "homeassistant/sensor/avscene_porch/scene/config";
     let sub = subscribe(broker.port, topic, 2);
     // Home Assistant (re)starts and announces itself.
@@ -224,13 +211,7 @@ fn messages_produced_while_the_broker_is_down_arrive_in_order_afterwards() {
         .args(["-C", "1", "-W", "1"])
         .output()
         .unwrap();
-    let publisher = Publisher::start(
-        &config(broker.port),
-        &["porch".into()],
-        &classes(),
-        "full-test",
-    )
-    .unwrap();
+    let publisher = porch_publisher(&config(broker.port));
     publisher.publish(result("porch", 0, 1));
     std::thread::sleep(Duration::from_millis(500));
     broker.stop();
@@ -294,7 +275,7 @@ fn beyond_the_outbox_bound_the_oldest_are_dropped_and_counted() {
     let mut broker = Broker::start("allow_anonymous true");
     let mut cfg = config(broker.port);
     cfg.outbox_capacity = 4;
-    let publisher = Publisher::start(&cfg, &["porch".into()], &classes(), "full-test").unwrap();
+    let publisher = porch_publisher(&cfg);
     std::thread::sleep(Duration::from_millis(300));
     broker.stop();
     // 10 results: 10 scene messages + 1 state message, into an outbox of 4.
