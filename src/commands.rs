@@ -618,3 +618,15 @@ pub fn mqtt_test(config: Option<&Path>) -> ExitCode {
         Err(e) => fail(format!("MQTT test failed: {e}")),
     }
 }
+
+/// `avscene run`: the live daemon.
+pub fn run(config: Option<&Path>) -> ExitCode {
+    match crate::service::daemon::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(crate::service::daemon::DaemonError::Config(error)) => {
+            eprintln!("avscene: invalid configuration: {error}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(error) => fail(error),
+    }
+}

@@ -31,6 +31,13 @@ enum Command {
         #[arg(long)]
         show_pipelines: bool,
     },
+    /// Run the daemon: every configured stream, the model and MQTT, until SIGINT or
+    /// SIGTERM; SIGHUP re-reads the configuration.
+    Run {
+        /// Configuration file [default: /etc/avscene/avscene.toml, else ./config/avscene.toml].
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Run one stream and print a line per 10 s window (samples, frames, gaps filled,
     /// audio level); optionally save each window as WAV + PNG files, to see what the
     /// model sees.
@@ -183,6 +190,7 @@ fn main() -> ExitCode {
             fast_stft,
             overload: !no_overload && !json,
         }),
+        Command::Run { config } => avscene::commands::run(config.as_deref()),
         Command::MqttTest { config } => avscene::commands::mqtt_test(config.as_deref()),
         Command::Model(ModelCommand::Info {
             model,

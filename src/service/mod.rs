@@ -2,6 +2,7 @@
 //! and signals).
 
 mod config;
+pub mod daemon;
 pub mod process;
 
 pub use config::MetricsConfig;
