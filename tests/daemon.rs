@@ -8,25 +8,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Broker;
+use common::{Broker, first_message};
 
 fn write_config(dir: &Path, port: u16, extra: &str) -> std::path::PathBuf {
-    std::fs::create_dir_all(dir.join("pipelines")).unwrap();
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/test.toml"),
-        dir.join("pipelines/test.toml"),
-    )
-    .unwrap();
-    let path = dir.join("avscene.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[mqtt]\nport = {port}\nclient_id = \"avscene-daemon-{port}\"\n[model]\nprofile = \"small\"\ndevice = \"cpu\"\n\
-             {extra}\n[[stream]]\nname = \"demo\"\npipeline = \"pipelines/test.toml\"\n"
-        ),
-    )
-    .unwrap();
-    path
+    let settings = format!(
+        "[mqtt]\nport = {port}\nclient_id = \"avscene-daemon-{port}\"\n\
+         [model]\nprofile = \"small\"\ndevice = \"cpu\"\n{extra}"
+    );
+    common::demo_config(dir, &settings)
 }
 
 fn daemon(config: &Path) -> Child {
@@ -37,25 +26,6 @@ fn daemon(config: &Path) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn first_message(port: u16, topic: &str, seconds: u64) -> String {
-    let out = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            topic,
-            "-C",
-            "1",
-            "-W",
-            &seconds.to_string(),
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn signal(child: &Child, name: &str) {

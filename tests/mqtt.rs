@@ -9,21 +9,7 @@ use std::process::{Command, Output};
 use common::Broker;
 
 fn config(dir: &Path, mqtt: &str) -> std::path::PathBuf {
-    std::fs::create_dir_all(dir.join("pipelines")).unwrap();
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/test.toml"),
-        dir.join("pipelines/test.toml"),
-    )
-    .unwrap();
-    let path = dir.join("avscene.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[mqtt]\n{mqtt}\n[[stream]]\nname = \"demo\"\npipeline = \"pipelines/test.toml\"\n"
-        ),
-    )
-    .unwrap();
-    path
+    common::demo_config(dir, &format!("[mqtt]\n{mqtt}"))
 }
 
 fn mqtt_test(config: &Path) -> Output {

@@ -303,24 +303,7 @@ fn a_removed_stream_disappears_from_home_assistant() {
     )
     .unwrap();
     publisher.publish(result("yard", 0, 3));
-    let retained = |topic: &str| {
-        let out = Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &broker.port.to_string(),
-                "-t",
-                topic,
-                "-C",
-                "1",
-                "-W",
-                "1",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let retained = |topic: &str| common::first_message(broker.port, topic, 1);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         retained("homeassistant/sensor/avscene_yard/scene/config").contains("avscene_yard_scene")

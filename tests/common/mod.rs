@@ -173,3 +173,35 @@ impl Drop for Broker {
         let _ = self.child.wait();
     }
 }
+
+/// Write `dir/avscene.toml`: `text`, then a stream "demo" on a copy of the shipped test
+/// pipeline.
+pub fn demo_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("pipelines")).unwrap();
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/test.toml");
+    std::fs::copy(shipped, dir.join("pipelines/test.toml")).unwrap();
+    let path = dir.join("avscene.toml");
+    let stream = "[[stream]]\nname = \"demo\"\npipeline = \"pipelines/test.toml\"\n";
+    std::fs::write(&path, format!("{text}\n{stream}")).unwrap();
+    path
+}
+
+/// The first message on `topic` of the broker on `port` (a retained one at once), or ""
+/// after `seconds`.
+pub fn first_message(port: u16, topic: &str, seconds: u64) -> String {
+    let out = std::process::Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            topic,
+            "-C",
+            "1",
+        ])
+        .args(["-W", &seconds.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
