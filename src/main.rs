@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Live audio-visual scene classification: watches and listens through a camera and a
 /// microphone and publishes, every second, what kind of place it is in over MQTT.
@@ -60,15 +60,8 @@ enum Command {
     /// scratch) and the cached path, per batch size and thread count; then an overload
     /// run (memory and drops when fed faster than it computes).
     Bench {
-        /// Model file [default: a fresh model of --profile].
-        #[arg(long, short, value_name = "FILE")]
-        model: Option<PathBuf>,
-        /// Profile of the fresh model: full or small.
-        #[arg(long, default_value = "full")]
-        profile: String,
-        /// auto, cpu, cuda or cuda:N.
-        #[arg(long, default_value = "auto")]
-        device: avscene::model::DeviceSpec,
+        #[command(flatten)]
+        model: ModelChoice,
         /// A short run: batch 1 naive, batches 1 and 4 cached, all cores, few iterations.
         #[arg(long)]
         quick: bool,
@@ -128,20 +121,27 @@ enum Command {
     },
 }
 
+/// Which model a command works on (shared by `bench` and `model info`).
+#[derive(Args)]
+struct ModelChoice {
+    /// Model file (.safetensors) [default: a freshly initialised model of --profile].
+    #[arg(long, short, value_name = "FILE")]
+    model: Option<PathBuf>,
+    /// Profile of the fresh model when no file is given: full or small.
+    #[arg(long, default_value = "full")]
+    profile: String,
+    /// Where to load it: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: avscene::model::DeviceSpec,
+}
+
 #[derive(Subcommand)]
 enum ModelCommand {
     /// Describe a model: classes, input and output shapes, trainable parameters of each
     /// part, provenance. Without --model, a freshly initialised model of --profile.
     Info {
-        /// Model file (.safetensors).
-        #[arg(long, short, value_name = "FILE")]
-        model: Option<PathBuf>,
-        /// Profile of the fresh model when no file is given: full or small.
-        #[arg(long, default_value = "full")]
-        profile: String,
-        /// Where to load it: auto, cpu, cuda or cuda:N.
-        #[arg(long, default_value = "auto")]
-        device: avscene::model::DeviceSpec,
+        #[command(flatten)]
+        model: ModelChoice,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -169,8 +169,6 @@ fn main() -> ExitCode {
         ),
         Command::Bench {
             model,
-            profile,
-            device,
             quick,
             json,
             batches,
@@ -179,9 +177,9 @@ fn main() -> ExitCode {
             fast_stft,
             no_overload,
         } => avscene::commands::bench(avscene::commands::BenchArgs {
-            model: model.as_deref(),
-            profile: &profile,
-            device,
+            model: model.model.as_deref(),
+            profile: &model.profile,
+            device: model.device,
             quick,
             json,
             batches,
@@ -192,12 +190,12 @@ fn main() -> ExitCode {
         }),
         Command::Run { config } => avscene::commands::run(config.as_deref()),
         Command::MqttTest { config } => avscene::commands::mqtt_test(config.as_deref()),
-        Command::Model(ModelCommand::Info {
-            model,
-            profile,
-            device,
+        Command::Model(ModelCommand::Info { model, json }) => avscene::commands::model_info(
+            model.model.as_deref(),
+            &model.profile,
+            model.device,
             json,
-        }) => avscene::commands::model_info(model.as_deref(), &profile, device, json),
+        ),
         Command::ImportWeights {
             out,
             resnet,

@@ -13,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 use super::InferenceConfig;
 use crate::features::image;
 use crate::model::Model;
-use crate::window::{FRAME_SIDE, LEAD_SAMPLES, SAMPLE_RATE, Window};
+use crate::window::{FRAME_SIDE, SAMPLE_RATE, Window};
 
 /// Frames per OpenL3 forward call: bounds activation memory (≈ 100 MB per 8 frames at
 /// full size) and is faster per frame on CPU than one huge batch.
@@ -166,14 +166,24 @@ impl Engine {
             .collect()
     }
 
-    /// The 96 OpenL3 frames of a window as (96, 48000), from its lead + audio.
+    /// Append the samples of OpenL3 frame `i` of `w`: 1 s from `i` × 0.1 s into its
+    /// lead + audio (read in place, no joined copy).
+    fn push_frame(w: &Window, i: usize, out: &mut Vec<f32>) {
+        let (start, end) = (i * FRAME_HOP, i * FRAME_HOP + FRAME_SAMPLES);
+        let lead = w.audio_lead.len();
+        if start < lead {
+            out.extend_from_slice(&w.audio_lead[start..lead.min(end)]);
+        }
+        if end > lead {
+            out.extend_from_slice(&w.audio[start.saturating_sub(lead)..end - lead]);
+        }
+    }
+
+    /// The 96 OpenL3 frames of a window, flattened.
     fn window_frames(w: &Window) -> Vec<f32> {
-        let mut span = Vec::with_capacity(LEAD_SAMPLES + w.audio.len());
-        span.extend_from_slice(&w.audio_lead);
-        span.extend_from_slice(&w.audio);
         let mut frames = Vec::with_capacity(96 * FRAME_SAMPLES);
         for i in 0..96 {
-            frames.extend_from_slice(&span[i * FRAME_HOP..i * FRAME_HOP + FRAME_SAMPLES]);
+            Self::push_frame(w, i, &mut frames);
         }
         frames
     }
@@ -241,7 +251,6 @@ impl Engine {
         for w in windows {
             let base = w.first_frame_position();
             let cache = &self.caches[&w.stream];
-            let mut span: Option<Vec<f32>> = None;
             for i in 0..96u64 {
                 let p = base + i;
                 let q = p - p % stride;
@@ -251,14 +260,7 @@ impl Engine {
                     self.counts.audio_hits += 1;
                     continue;
                 }
-                let span = span.get_or_insert_with(|| {
-                    let mut s = Vec::with_capacity(LEAD_SAMPLES + w.audio.len());
-                    s.extend_from_slice(&w.audio_lead);
-                    s.extend_from_slice(&w.audio);
-                    s
-                });
-                let offset = (q - base) as usize * FRAME_HOP;
-                audio_samples.extend_from_slice(&span[offset..offset + FRAME_SAMPLES]);
+                Self::push_frame(w, (q - base) as usize, &mut audio_samples);
                 audio_missing.push((w.stream.clone(), q));
             }
             for f in &w.frames {
@@ -339,6 +341,38 @@ impl Engine {
                 let keep: Vec<usize> = w.frames.iter().map(frame_key).collect();
                 cache.images.retain(|k, _| keep.contains(k));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_read_across_the_lead_and_the_audio() {
+        // Sample values are their position in lead + audio.
+        let w = Window {
+            stream: Arc::from("s"),
+            seq: 0,
+            start_sample: 0,
+            start_wall: SystemTime::now(),
+            end_wall: SystemTime::now(),
+            audio_lead: (0..24_000).map(|i| i as f32).collect(),
+            audio: (24_000..504_000).map(|i| i as f32).collect(),
+            frames: Vec::new(),
+            filled_samples: 0,
+            filled_frames: 0,
+            ready_at: Instant::now(),
+        };
+        let frames = Engine::window_frames(&w);
+        assert_eq!(frames.len(), 96 * FRAME_SAMPLES);
+        for i in [0usize, 4, 5, 6, 95] {
+            let frame = &frames[i * FRAME_SAMPLES..(i + 1) * FRAME_SAMPLES];
+            let expected: Vec<f32> = (i * FRAME_HOP..i * FRAME_HOP + FRAME_SAMPLES)
+                .map(|v| v as f32)
+                .collect();
+            assert_eq!(frame, &expected[..], "frame {i}");
         }
     }
 }
