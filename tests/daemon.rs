@@ -1,31 +1,142 @@
-//! `avscene run` as a process: labels reach a real broker, SIGTERM stops it cleanly
-//! (`stopped`, exit 0), a hard kill leaves `offline` by Last Will, and a SIGHUP with a
-//! broken configuration keeps the running one.
+//! `avscene run` as a process against a real broker: labels arrive at the expected rate,
+//! `/metrics` and `/health` answer, sd_notify messages reach a socket the test owns,
+//! SIGTERM stops it cleanly (`stopped`, exit 0), a hard kill leaves `offline` by Last
+//! Will, SIGHUP adds and removes streams or keeps the running configuration when the new
+//! one is broken, and a dead source leaves the other streams publishing.
 
 mod common;
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Broker, first_message};
 
-fn write_config(dir: &Path, port: u16, extra: &str) -> std::path::PathBuf {
-    let settings = format!(
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The settings of a test daemon (small model, metrics on `metrics_port`), then `extra`.
+fn settings(port: u16, metrics_port: u16, extra: &str) -> String {
+    format!(
         "[mqtt]\nport = {port}\nclient_id = \"avscene-daemon-{port}\"\n\
-         [model]\nprofile = \"small\"\ndevice = \"cpu\"\n{extra}"
-    );
-    common::demo_config(dir, &settings)
+         [model]\nprofile = \"small\"\ndevice = \"cpu\"\n\
+         [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n{extra}"
+    )
+}
+
+fn write_config(dir: &Path, port: u16, extra: &str) -> std::path::PathBuf {
+    common::demo_config(dir, &settings(port, free_port(), extra))
 }
 
 fn daemon(config: &Path) -> Child {
+    daemon_with(config, &[])
+}
+
+fn daemon_with(config: &Path, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_avscene"))
         .args(["run", "--config"])
         .arg(config)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// GET `path` from the daemon's metrics endpoint: (status code, body).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Poll `path` until `pred` holds, for up to `seconds`; returns the last answer.
+fn http_until(
+    port: u16,
+    path: &str,
+    seconds: u64,
+    pred: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
+    let until = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let answer = std::net::TcpStream::connect(("127.0.0.1", port))
+            .map(|_| http_get(port, path))
+            .unwrap_or((0, String::new()));
+        if pred(answer.0, &answer.1) || Instant::now() > until {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The value of one sample in a Prometheus text page (`name{labels}` exactly).
+fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `count` messages on `topic` (`-v`: "topic payload" lines), waiting up to `seconds`.
+fn messages(port: u16, topic: &str, count: usize, seconds: u64) -> Vec<String> {
+    let out = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            topic,
+            "-v",
+        ])
+        .args(["-C", &count.to_string(), "-W", &seconds.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// SIGTERM: the daemon must exit 0 within its 5 s stop limit (8 s here, for a loaded
+/// machine); otherwise it is killed and its log shown.
+fn terminate(child: &mut Child) {
+    signal(child, "-TERM");
+    match wait(child, Duration::from_secs(8)) {
+        Some(status) => assert!(status.success(), "{status:?}: {}", stderr_of(child)),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no exit within 8 s of SIGTERM:\n{}", stderr_of(child));
+        }
+    }
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    stderr
 }
 
 fn signal(child: &Child, name: &str) {
@@ -71,18 +182,9 @@ fn labels_reach_the_broker_and_sigterm_stops_cleanly() {
         "the daemon died on a bad reload"
     );
 
-    signal(&child, "-TERM");
-    let status = wait(&mut child, Duration::from_secs(20)).expect("the daemon did not stop");
-    assert!(status.success(), "{status:?}");
+    terminate(&mut child);
     assert_eq!(first_message(broker.port, "avscene/status", 2), "stopped");
-    let mut stderr = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = stderr_of(&mut child);
     assert!(
         stderr.contains("SIGHUP: invalid configuration") && stderr.contains("mqtt.port"),
         "{stderr}"
@@ -112,4 +214,196 @@ fn a_bad_configuration_is_refused_at_start() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("window.hop_s"));
+}
+
+#[test]
+fn metrics_health_and_sd_notify() {
+    let broker = Broker::start("allow_anonymous true");
+    let dir = common::tempdir();
+    let metrics_port = free_port();
+    let config = common::demo_config(dir.path(), &settings(broker.port, metrics_port, ""));
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    // Read as systemd does, all along (an unread socket fills after ~10 datagrams).
+    let (notes_tx, notes_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match socket.recv(&mut buf) {
+                Ok(n) => {
+                    if notes_tx
+                        .send(String::from_utf8_lossy(&buf[..n]).to_string())
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+        }
+    });
+    let mut child = daemon_with(
+        &config,
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "2000000"),
+        ],
+    );
+
+    // A label per window, windows a hop (1 s) apart: consecutive sequence numbers are
+    // 1 s apart in time (a window dropped under load leaves a gap of whole hops).
+    let burst = messages(broker.port, "avscene/demo/scene", 6, 60);
+    assert_eq!(burst.len(), 6, "{burst:?}");
+    let scenes: Vec<serde_json::Value> = burst
+        .iter()
+        .map(|line| serde_json::from_str(line.split_once(' ').unwrap().1).unwrap())
+        .collect();
+    for pair in scenes.windows(2) {
+        let seq = |v: &serde_json::Value| v["seq"].as_u64().unwrap();
+        let start =
+            |v: &serde_json::Value| humantime::parse_rfc3339(v["start"].as_str().unwrap()).unwrap();
+        assert_eq!(pair[0]["stream"], "demo");
+        assert!(seq(&pair[1]) > seq(&pair[0]), "{pair:?}");
+        let apart = start(&pair[1]).duration_since(start(&pair[0])).unwrap();
+        let hops = (seq(&pair[1]) - seq(&pair[0])) as f64;
+        assert!(
+            (apart.as_secs_f64() - hops).abs() < 0.05,
+            "{apart:?} for {hops} hops"
+        );
+    }
+    // Windows are assembled at the hop rate of the live source: ~5 in 5 s.
+    let windows =
+        |page: &str| metric(page, "avscene_stream_windows_total{stream=\"demo\"}").unwrap();
+    let before = windows(&http_get(metrics_port, "/metrics").1);
+    std::thread::sleep(Duration::from_secs(5));
+    let during = windows(&http_get(metrics_port, "/metrics").1) - before;
+    assert!((3.0..=7.0).contains(&during), "{during} windows in 5 s");
+
+    let (status, page) = http_until(metrics_port, "/metrics", 10, |_, p| {
+        metric(p, "avscene_mqtt_connected") == Some(1.0)
+    });
+    assert_eq!(status, 200);
+    let classified = metric(&page, "avscene_windows_classified_total{stream=\"demo\"}").unwrap();
+    assert!(classified >= 6.0, "{page}");
+    assert_eq!(metric(&page, "avscene_mqtt_connected"), Some(1.0));
+    assert!(metric(&page, "avscene_inference_latency_seconds_count").unwrap() >= classified);
+    assert!(metric(&page, "avscene_inference_batch_size_count").unwrap() >= 1.0);
+    assert!(metric(&page, "process_resident_memory_bytes").unwrap() > 1e6);
+    assert!(page.contains(
+        "avscene_model_info{model_id=\"small-untrained\",profile=\"small\",device=\"cpu\""
+    ));
+    let (status, health) = http_get(metrics_port, "/health");
+    assert_eq!(status, 200, "{health}");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["streams"]["demo"]["ok"], true);
+    assert_eq!(http_get(metrics_port, "/nothing").0, 404);
+
+    terminate(&mut child);
+
+    std::thread::sleep(Duration::from_millis(300));
+    let notes: Vec<String> = notes_rx.try_iter().collect();
+    let all = notes.join("\n");
+    assert!(notes[0].starts_with("READY=1"), "{all}");
+    assert!(all.contains("STATUS=1/1 streams live"), "{all}");
+    assert!(all.contains("mqtt connected"), "{all}");
+    assert!(all.contains("WATCHDOG=1"), "{all}");
+    assert!(notes.last().unwrap().contains("STOPPING=1"), "{all}");
+}
+
+#[test]
+fn sighup_adds_and_removes_streams() {
+    let broker = Broker::start("allow_anonymous true");
+    let dir = common::tempdir();
+    let metrics_port = free_port();
+    let base = settings(broker.port, metrics_port, "");
+    let config = common::demo_config(dir.path(), &base);
+    let mut child = daemon(&config);
+    assert_eq!(messages(broker.port, "avscene/demo/scene", 1, 60).len(), 1);
+
+    // Add a second stream (another pattern and sound).
+    let second = "[[stream]]\nname = \"second\"\npipeline = \"pipelines/test.toml\"\n\
+                  params = { pattern = \"smpte\", wave = \"sine\" }\n";
+    let with_second = format!("{}\n{second}", std::fs::read_to_string(&config).unwrap());
+    std::fs::write(&config, &with_second).unwrap();
+    signal(&child, "-HUP");
+    assert_eq!(
+        messages(broker.port, "avscene/second/scene", 1, 60).len(),
+        1
+    );
+    assert_eq!(messages(broker.port, "avscene/demo/scene", 1, 10).len(), 1);
+    let discovery = "homeassistant/sensor/avscene_second/scene/config";
+    assert!(first_message(broker.port, discovery, 2).contains("avscene/second/state"));
+    let (status, health) = http_until(metrics_port, "/health", 20, |s, _| s == 200);
+    assert_eq!(status, 200, "{health}");
+    assert!(health.contains("\"second\""), "{health}");
+
+    // Remove the first: it stops and leaves Home Assistant; the second goes on.
+    let only_second = with_second.replace(
+        "[[stream]]\nname = \"demo\"\npipeline = \"pipelines/test.toml\"\n",
+        "",
+    );
+    assert_ne!(only_second, with_second);
+    std::fs::write(&config, &only_second).unwrap();
+    signal(&child, "-HUP");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        first_message(
+            broker.port,
+            "homeassistant/sensor/avscene_demo/scene/config",
+            2
+        ),
+        ""
+    );
+    assert_eq!(
+        messages(broker.port, "avscene/demo/scene", 1, 3).len(),
+        0,
+        "demo still publishes"
+    );
+    assert_eq!(
+        messages(broker.port, "avscene/second/scene", 1, 10).len(),
+        1
+    );
+    let (_, page) = http_get(metrics_port, "/metrics");
+    assert!(!page.contains("stream=\"demo\""), "{page}");
+
+    terminate(&mut child);
+    let stderr = stderr_of(&mut child);
+    assert!(stderr.contains("stream 'demo': removed"), "{stderr}");
+}
+
+#[test]
+fn a_dead_source_leaves_the_others_publishing() {
+    let broker = Broker::start("allow_anonymous true");
+    let dir = common::tempdir();
+    let metrics_port = free_port();
+    // The shipped file pipeline on a file that is not there: it fails at every start.
+    let broken = "[[stream]]\nname = \"gone\"\npipeline = \"pipelines/file.toml\"\n\
+                  params = { uri = \"file:///nonexistent/clip.mp4\" }\n";
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/file.toml");
+    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
+    std::fs::copy(shipped, dir.path().join("pipelines/file.toml")).unwrap();
+    let config = common::demo_config(dir.path(), &settings(broker.port, metrics_port, broken));
+    let mut child = daemon(&config);
+    assert_eq!(messages(broker.port, "avscene/demo/scene", 3, 60).len(), 3);
+    let (status, health) = http_until(metrics_port, "/health", 40, |s, _| s == 503);
+    assert_eq!(status, 503, "{health}");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["streams"]["demo"]["ok"], true, "{health}");
+    assert_eq!(health["streams"]["gone"]["ok"], false, "{health}");
+    let reasons = health["reasons"].to_string();
+    assert!(
+        reasons.contains("gone") && reasons.contains("source failing"),
+        "{reasons}"
+    );
+    let (_, page) = http_get(metrics_port, "/metrics");
+    assert!(
+        metric(&page, "avscene_stream_restarts_total{stream=\"gone\"}").unwrap() >= 1.0,
+        "{page}"
+    );
+    terminate(&mut child);
 }

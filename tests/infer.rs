@@ -172,6 +172,24 @@ fn the_worker_batches_classifies_and_drops_stale_windows() {
 }
 
 #[test]
+fn the_worker_heartbeat_tells_a_hung_worker_from_an_idle_one() {
+    use avscene::infer::WorkerStats;
+    // An idle worker beats every 100 ms while it waits for windows.
+    let (_tx, rx) = window_queue(4);
+    let (results, _results) = crossbeam_channel::bounded(4);
+    let config = InferenceConfig::default();
+    let worker = spawn_worker(engine(true, 1), &config, 1, rx, results).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(worker.stats.is_alive(Duration::from_millis(300)));
+    // Stats nobody updates are what a worker stuck in a call leaves behind.
+    let stuck = WorkerStats::default();
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(!stuck.is_alive(Duration::from_millis(300)));
+    assert!(stuck.is_alive(Duration::from_secs(5)));
+    assert!(worker.stop().is_some());
+}
+
+#[test]
 fn a_device_that_is_not_there_is_a_clear_error() {
     if tch::Cuda::device_count() > 7 {
         return;

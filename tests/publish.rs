@@ -320,5 +320,18 @@ fn a_removed_stream_disappears_from_home_assistant() {
     assert!(
         retained("homeassistant/sensor/avscene_porch/scene/config").contains("avscene_porch_scene")
     );
+    // A result of the removed stream still in flight does not bring its state back.
+    publisher.publish(result("yard", 1, 5));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(retained("avscene/yard/state"), "");
+
+    // A stream added on reload is described and published.
+    publisher.add_stream("shed");
+    publisher.publish(result("shed", 0, 3));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        retained("homeassistant/sensor/avscene_shed/scene/config").contains("avscene_shed_scene")
+    );
+    assert_eq!(retained("avscene/shed/state"), "metro_station");
     publisher.stop();
 }

@@ -13,8 +13,13 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use super::{Engine, InferenceConfig, SceneResult};
 use crate::window::Window;
 
+/// Seconds from a window's completion to its result (queue wait + model).
+pub const LATENCY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+/// Windows per model call.
+pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
 /// Counters of the worker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WorkerStats {
     pub classified: AtomicU64,
     /// Windows dropped because they waited longer than `stale_after_s`.
@@ -22,9 +27,106 @@ pub struct WorkerStats {
     pub batches: AtomicU64,
     /// Results dropped because their consumer did not keep up.
     pub results_dropped: AtomicU64,
-    /// Milliseconds since the worker started at its last completed batch or idle wait
-    /// (a hung worker stops advancing it).
-    pub heartbeat_ms: AtomicU64,
+    pub latency: Histogram,
+    pub batch_size: Histogram,
+    /// The engine's embedding cache counters, copied after every batch.
+    pub cache: [AtomicU64; 4],
+    created: Instant,
+    /// Milliseconds since `created` at the last completed batch or idle wait (a hung
+    /// worker stops advancing it).
+    heartbeat_ms: AtomicU64,
+    longest_batch_ms: AtomicU64,
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        WorkerStats {
+            classified: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            results_dropped: AtomicU64::new(0),
+            latency: Histogram::new(LATENCY_BUCKETS),
+            batch_size: Histogram::new(BATCH_BUCKETS),
+            cache: Default::default(),
+            created: Instant::now(),
+            heartbeat_ms: AtomicU64::new(0),
+            longest_batch_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl WorkerStats {
+    fn beat(&self) {
+        let now = self.created.elapsed().as_millis() as u64;
+        self.heartbeat_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// Time since the worker last showed progress (a finished batch or an idle wait).
+    pub fn since_heartbeat(&self) -> Duration {
+        let beat = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
+        self.created.elapsed().saturating_sub(beat)
+    }
+
+    /// The longest model call so far.
+    pub fn longest_batch(&self) -> Duration {
+        Duration::from_millis(self.longest_batch_ms.load(Ordering::Relaxed))
+    }
+
+    /// Whether the worker is making progress: its heartbeat is younger than `floor`, or
+    /// than three times its slowest batch (a slow CPU is not a hung worker).
+    pub fn is_alive(&self, floor: Duration) -> bool {
+        self.since_heartbeat() <= floor.max(self.longest_batch() * 3)
+    }
+
+    /// (audio frames reused, audio frames encoded, images reused, images encoded).
+    pub fn cache_counts(&self) -> [u64; 4] {
+        self.cache.each_ref().map(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// A Prometheus-style histogram with fixed bucket bounds, updated without locks.
+#[derive(Debug)]
+pub struct Histogram {
+    pub bounds: &'static [f64],
+    /// Per bucket (not cumulative); the last one is +Inf.
+    counts: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, value: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|&b| value <= b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        let micros = (value.max(0.0) * 1e6) as u64;
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// (cumulative counts per bound then +Inf, sum, count).
+    pub fn snapshot(&self) -> (Vec<u64>, f64, u64) {
+        let mut total = 0;
+        let cumulative: Vec<u64> = self
+            .counts
+            .iter()
+            .map(|c| {
+                total += c.load(Ordering::Relaxed);
+                total
+            })
+            .collect();
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        (cumulative, sum, total)
+    }
 }
 
 pub struct Worker {
@@ -38,6 +140,21 @@ impl Worker {
     pub fn stop(mut self) -> Option<Engine> {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.take().and_then(|t| t.join().ok())
+    }
+
+    /// Stop, waiting at most `limit` for the batch in progress; past it the thread is
+    /// left to finish on its own (its results are dropped). Returns whether it stopped.
+    pub fn stop_within(mut self, limit: Duration) -> bool {
+        self.stop.store(true, Ordering::SeqCst);
+        let until = Instant::now() + limit;
+        while self.thread.as_ref().is_some_and(|t| !t.is_finished()) {
+            if Instant::now() >= until {
+                self.thread = None; // detached
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
     }
 }
 
@@ -85,14 +202,11 @@ fn run(
     stats: &WorkerStats,
     stop: &AtomicBool,
 ) -> Engine {
-    let started = Instant::now();
     let max_wait = Duration::from_millis(config.max_wait_ms);
     let stale_after = Duration::from_secs_f64(config.stale_after_s);
     let mut report = RateReport::new();
     while !stop.load(Ordering::SeqCst) {
-        stats
-            .heartbeat_ms
-            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        stats.beat();
         let first = match windows.recv_timeout(Duration::from_millis(100)) {
             Ok(w) => w,
             Err(RecvTimeoutError::Timeout) => continue,
@@ -116,7 +230,25 @@ fn run(
         if batch.is_empty() {
             continue;
         }
-        for result in engine.classify(&batch) {
+        let began = Instant::now();
+        let classified = engine.classify(&batch);
+        let took = began.elapsed().as_millis() as u64;
+        stats.longest_batch_ms.fetch_max(took, Ordering::Relaxed);
+        stats.batch_size.observe(batch.len() as f64);
+        let counts = engine.counts();
+        let cache = [
+            counts.audio_hits,
+            counts.audio_encoded,
+            counts.image_hits,
+            counts.image_encoded,
+        ];
+        for (stat, value) in stats.cache.iter().zip(cache) {
+            stat.store(value, Ordering::Relaxed);
+        }
+        for result in classified {
+            stats
+                .latency
+                .observe((result.queue_wait + result.compute).as_secs_f64());
             match results.try_send(result) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {

@@ -36,6 +36,8 @@ pub struct PublishStats {
 
 enum Command {
     Scene(Box<SceneResult>),
+    /// A stream was added (on reload): describe it to Home Assistant.
+    AddStream(String),
     /// A stream was removed: clear its retained discovery config and state.
     RemoveStream(String),
     Stop,
@@ -47,7 +49,7 @@ enum Command {
 pub struct Publisher {
     tx: mpsc::Sender<Command>,
     pub stats: Arc<PublishStats>,
-    thread: Option<JoinHandle<()>>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 /// One message waiting to go out.
@@ -171,7 +173,7 @@ impl Publisher {
         Ok(Publisher {
             tx,
             stats,
-            thread: Some(thread),
+            thread: std::sync::Mutex::new(Some(thread)),
         })
     }
 
@@ -182,25 +184,34 @@ impl Publisher {
         }
     }
 
+    /// Describe a stream added on reload to Home Assistant.
+    pub fn add_stream(&self, stream: &str) {
+        let _ = self.tx.try_send(Command::AddStream(stream.to_string()));
+    }
+
     /// Forget a removed stream: its Home Assistant entity disappears (empty retained
     /// config) and its retained state is cleared.
     pub fn remove_stream(&self, stream: &str) {
         let _ = self.tx.try_send(Command::RemoveStream(stream.to_string()));
     }
 
-    /// Publish `stopped`, deliver what is queued (for up to `grace`), disconnect.
-    pub fn stop(mut self) {
-        let _ = self.tx.try_send(Command::Stop);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// Publish `stopped`, deliver what is queued (for up to 2 s), disconnect. Results
+    /// published afterwards are refused.
+    pub fn stop(&self) {
+        self.finish(Command::Stop);
     }
 
     /// Drop the connection without a goodbye, as a crashed process would (the broker
     /// then publishes the Last Will).
-    pub fn abort(mut self) {
-        let _ = self.tx.try_send(Command::Abort);
-        if let Some(t) = self.thread.take() {
+    pub fn abort(&self) {
+        self.finish(Command::Abort);
+    }
+
+    fn finish(&self, command: Command) {
+        // A full input queue must not keep the goodbye out: wait for room.
+        let _ = self.tx.blocking_send(command);
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
             let _ = t.join();
         }
     }
@@ -238,6 +249,9 @@ impl Loop {
     fn scene(&mut self, result: &SceneResult) {
         let prefix = self.config.topic_prefix.clone();
         let stream = result.stream.to_string();
+        if !self.streams.contains(&stream) {
+            return; // removed while its last windows were in flight
+        }
         let payload = scene_payload(result, &self.classes).to_string();
         let qos = self.config.qos.into();
         self.queue(Message {
@@ -376,6 +390,19 @@ impl Loop {
                             self.flush(&client);
                         }
                     }
+                    Some(Command::AddStream(stream)) => {
+                        if !self.streams.contains(&stream) {
+                            self.streams.push(stream.clone());
+                        }
+                        if self.config.discovery {
+                            let payload = discovery_payload(&self.config, &stream, &self.model_id).to_string();
+                            let topic = discovery_topic(&self.config, &stream);
+                            self.queue(Message { topic, payload, qos: QoS::AtLeastOnce, retain: true });
+                        }
+                        if self.stats.connected.load(Ordering::Relaxed) {
+                            self.flush(&client);
+                        }
+                    }
                     Some(Command::RemoveStream(stream)) => {
                         self.streams.retain(|s| *s != stream);
                         self.last_state.remove(&stream);
@@ -410,7 +437,7 @@ impl Loop {
                     }
                 },
                 _ = tokio::time::sleep(Duration::from_millis(200)), if stopping.is_some() => {
-                    if stopping.is_some_and(|s| s.elapsed() > Duration::from_secs(3)) {
+                    if stopping.is_some_and(|s| s.elapsed() > Duration::from_secs(2)) {
                         break;
                     }
                 }

@@ -14,6 +14,8 @@ pub struct MetricsConfig {
     pub enabled: bool,
     /// Address to listen on; keep it on localhost unless a firewall guards it.
     pub listen: String,
+    /// `/health` reports a stream unhealthy once its last label is older than this.
+    pub health_stale_s: f64,
 }
 
 impl Default for MetricsConfig {
@@ -21,6 +23,7 @@ impl Default for MetricsConfig {
         MetricsConfig {
             enabled: true,
             listen: "127.0.0.1:9464".into(),
+            health_stale_s: 30.0,
         }
     }
 }
@@ -32,6 +35,9 @@ impl MetricsConfig {
     }
 
     pub fn validate(&self, problems: &mut Problems) {
+        if !(self.health_stale_s.is_finite() && self.health_stale_s >= 1.0) {
+            problems.push("metrics.health_stale_s", "must be at least 1 (seconds)");
+        }
         if !self.enabled {
             return;
         }
