@@ -407,3 +407,40 @@ fn a_dead_source_leaves_the_others_publishing() {
     );
     terminate(&mut child);
 }
+
+#[test]
+fn the_systemd_unit_verifies() {
+    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
+        println!("SKIPPED: systemd-analyze is not installed");
+        return;
+    };
+    assert!(probe.status.success());
+    // The unit names the installed binary; point it at the one under test.
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/avscene.service"
+    ))
+    .unwrap()
+    .replace("/usr/local/bin/avscene", env!("CARGO_BIN_EXE_avscene"));
+    let dir = common::tempdir();
+    let path = dir.path().join("avscene.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !said.contains("avscene.service"),
+        "{said}"
+    );
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--threshold=30"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exposure above 3.0:\n{report}");
+    println!("{}", report.lines().last().unwrap_or(""));
+}
