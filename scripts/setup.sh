@@ -42,6 +42,7 @@ apt_pkgs=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-alsa gstreamer1.0-pulseaudio
   mosquitto mosquitto-clients
+  libfontconfig1-dev libfreetype-dev fonts-dejavu-core
 )
 missing=()
 for p in "${apt_pkgs[@]}"; do

@@ -15,4 +15,5 @@ pub mod logging;
 pub mod model;
 pub mod publish;
 pub mod service;
+pub mod train;
 pub mod window;

@@ -119,9 +119,81 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+
+    /// Which model a command works on (shared by `bench` and `model info`).
+    /// Write a synthetic audio-visual scene set in the TAU layout (GStreamer test sources
+    /// and noise; each class its own picture and sound).
+    SynthDataset {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        classes: usize,
+        #[arg(long, default_value_t = 9)]
+        clips_per_class: usize,
+        /// Recording locations per class; the last is the evaluation fold.
+        #[arg(long, default_value_t = 3)]
+        locations: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Train a model on a TAU-layout dataset (checkpoints, best model, training log).
+    Train {
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 50)]
+        epochs: usize,
+        #[arg(long, default_value = "full")]
+        profile: String,
+        /// Continue from OUT/last.safetensors and OUT/optimizer.safetensors.
+        #[arg(long)]
+        resume: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 1e-4)]
+        lr: f64,
+        /// The paper's 0.1; the authors' code used 0.
+        #[arg(long, default_value_t = 0.1)]
+        weight_decay: f64,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Multiply the learning rate by --lr-decay every N epochs (0: constant).
+        #[arg(long, default_value_t = 0)]
+        lr_step: usize,
+        #[arg(long, default_value_t = 0.1)]
+        lr_decay: f64,
+        /// Keep the image branch as initialised (fast on small machines).
+        #[arg(long)]
+        freeze_image: bool,
+        /// Feature cache directory (default OUT/feature-cache).
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        #[arg(long, default_value = "auto")]
+        device: avscene::model::DeviceSpec,
+    },
+    /// Score a model on a dataset's evaluation clips: DCASE accuracy and log-loss per
+    /// class and overall, confusion matrix, JSON report and PNG plots.
+    Evaluate {
+        #[arg(long, short, value_name = "FILE")]
+        model: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Where evaluation.json and the plots go (default: beside the model).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        /// Print the JSON report instead of the table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "auto")]
+        device: avscene::model::DeviceSpec,
+    },
 }
 
-/// Which model a command works on (shared by `bench` and `model info`).
 #[derive(Args)]
 struct ModelChoice {
     /// Model file (.safetensors) [default: a freshly initialised model of --profile].
@@ -187,6 +259,70 @@ fn main() -> ExitCode {
             audio_stride,
             fast_stft,
             overload: !no_overload && !json,
+        }),
+        Command::SynthDataset {
+            out,
+            classes,
+            clips_per_class,
+            locations,
+            seconds,
+            seed,
+        } => avscene::commands::synth_dataset(avscene::train::SynthOptions {
+            out,
+            classes,
+            clips_per_class,
+            locations,
+            seconds,
+            seed,
+        }),
+        Command::Train {
+            data,
+            out,
+            epochs,
+            profile,
+            resume,
+            seed,
+            lr,
+            weight_decay,
+            batch,
+            lr_step,
+            lr_decay,
+            freeze_image,
+            cache,
+            device,
+        } => avscene::commands::train(
+            avscene::train::TrainOptions {
+                data,
+                out,
+                epochs,
+                profile,
+                resume,
+                seed,
+                lr,
+                weight_decay,
+                batch,
+                lr_step,
+                lr_decay,
+                freeze_image,
+                cache,
+                device: tch::Device::Cpu,
+            },
+            device,
+        ),
+        Command::Evaluate {
+            model,
+            data,
+            out,
+            cache,
+            json,
+            device,
+        } => avscene::commands::evaluate(avscene::commands::EvaluateArgs {
+            model,
+            data,
+            out,
+            cache,
+            json,
+            device,
         }),
         Command::Run { config } => avscene::commands::run(config.as_deref()),
         Command::MqttTest { config } => avscene::commands::mqtt_test(config.as_deref()),

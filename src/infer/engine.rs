@@ -68,6 +68,11 @@ fn frame_key(frame: &Arc<[u8]>) -> usize {
     Arc::as_ptr(frame) as *const u8 as usize
 }
 
+/// The 96 OpenL3 frames of a window, flattened (96 × 48 000 samples).
+pub fn window_audio_frames(w: &Window) -> Vec<f32> {
+    Engine::window_frames(w)
+}
+
 pub struct Engine {
     model: Model,
     device: Device,

@@ -4,6 +4,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
+mod train;
+
+pub use train::{EvaluateArgs, evaluate, synth_dataset, train};
+
 use crate::config::Settings;
 use crate::model::{DeviceSpec, Model, ModelSpec, PROFILES};
 

@@ -1,0 +1,129 @@
+//! `avscene synth-dataset`, `train` and `evaluate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use super::fail;
+use crate::model::DeviceSpec;
+use crate::train::{EvaluateOptions, SynthOptions, TrainError, TrainOptions, synth_label};
+
+/// Usage mistakes in the dataset or options: exit 2, as for configuration errors.
+const EXIT_INPUT: u8 = 2;
+
+pub fn synth_dataset(options: SynthOptions) -> ExitCode {
+    match crate::train::synth_dataset(&options) {
+        Ok(n) => {
+            let labels: Vec<String> = (0..options.classes).map(synth_label).collect();
+            println!(
+                "wrote {n} clips of {} classes to {} ({})",
+                options.classes,
+                options.out.display(),
+                labels.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn device(spec: DeviceSpec) -> Result<tch::Device, ExitCode> {
+    spec.resolve().map_err(|e| {
+        eprintln!("avscene: --device: {e}");
+        ExitCode::from(EXIT_INPUT)
+    })
+}
+
+fn train_failed(e: TrainError) -> ExitCode {
+    eprintln!("avscene: {e}");
+    match e {
+        TrainError::Dataset(_) => ExitCode::from(EXIT_INPUT),
+        TrainError::Other(_) => ExitCode::FAILURE,
+    }
+}
+
+pub fn train(mut options: TrainOptions, device_spec: DeviceSpec) -> ExitCode {
+    options.device = match device(device_spec) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    // Ctrl-C (or SIGTERM) ends the batch, saves a checkpoint and exits.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(signal, stop.clone());
+    }
+    match crate::train::train(&options, stop) {
+        Ok(summary) => {
+            for s in &summary.skipped {
+                eprintln!("skipped {}: {}", s.file, s.reason);
+            }
+            if let Some(best) = &summary.best {
+                println!(
+                    "best epoch {}: validation accuracy {:.1} %, log-loss {:.4} → {}",
+                    best.epoch,
+                    best.val_accuracy * 100.0,
+                    best.val_loss,
+                    options.out.join("best.safetensors").display()
+                );
+            }
+            println!(
+                "{} epoch(s) done, {} clip(s) skipped{}",
+                summary.epochs_done,
+                summary.skipped.len(),
+                if summary.interrupted {
+                    "; interrupted: continue with --resume"
+                } else {
+                    ""
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => train_failed(e),
+    }
+}
+
+pub struct EvaluateArgs {
+    pub model: PathBuf,
+    pub data: PathBuf,
+    pub out: Option<PathBuf>,
+    pub cache: Option<PathBuf>,
+    pub json: bool,
+    pub device: DeviceSpec,
+}
+
+pub fn evaluate(args: EvaluateArgs) -> ExitCode {
+    let device = match device(args.device) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let options = EvaluateOptions {
+        model: args.model,
+        data: args.data,
+        out: args.out,
+        cache: args.cache,
+        seed: 0,
+        device,
+    };
+    match crate::train::evaluate(&options) {
+        Ok(evaluation) => {
+            if args.json {
+                match std::fs::read_to_string(&evaluation.report) {
+                    Ok(text) => print!("{text}"),
+                    Err(e) => return fail(format!("{}: {e}", evaluation.report.display())),
+                }
+            } else {
+                print!("{}", evaluation.scores.table());
+                for s in &evaluation.skipped {
+                    println!("skipped {}: {}", s.file, s.reason);
+                }
+                println!("report: {}", evaluation.report.display());
+                for p in &evaluation.plots {
+                    println!("plot: {}", p.display());
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => train_failed(e),
+    }
+}

@@ -1,0 +1,108 @@
+//! `avscene evaluate`: a model on a dataset's validation clips (`fold1_evaluate.csv`, or
+//! the location split), DCASE scores per class and overall, the confusion matrix, a JSON
+//! report and PNG plots; and `avscene classify` for one media file.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::dataset::{Dataset, Skip};
+use super::features::FeatureCache;
+use super::metrics::Scores;
+use super::plot;
+use super::trainer::{Prepared, TrainError, evaluate_prepared, progress, read_log};
+use crate::model::Model;
+
+pub struct EvaluateOptions {
+    pub model: PathBuf,
+    pub data: PathBuf,
+    /// Where the report and plots go (default: beside the model).
+    pub out: Option<PathBuf>,
+    pub cache: Option<PathBuf>,
+    pub seed: u64,
+    pub device: tch::Device,
+}
+
+pub struct Evaluation {
+    pub scores: Scores,
+    pub skipped: Vec<Skip>,
+    pub report: PathBuf,
+    pub plots: Vec<PathBuf>,
+}
+
+pub fn evaluate(options: &EvaluateOptions) -> Result<Evaluation, TrainError> {
+    let model = Model::load(&options.model, options.device).map_err(|e| e.to_string())?;
+    let dataset = Dataset::open(&options.data, options.seed)?;
+    let out = options.out.clone().unwrap_or_else(|| {
+        options
+            .model
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    });
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: cannot create: {e}", out.display()))?;
+    let cache_dir = options
+        .cache
+        .clone()
+        .unwrap_or_else(|| out.join("feature-cache"));
+    let mut cache = FeatureCache::new(&cache_dir, &model)?;
+    let mut skipped = dataset.skipped.clone();
+    let mut clips = Vec::new();
+    let bar = progress(dataset.validation.len() as u64, "evaluating");
+    for clip in &dataset.validation {
+        bar.inc(1);
+        let Some(class) = model.spec.classes.iter().position(|c| *c == clip.label) else {
+            skipped.push(Skip {
+                file: clip.audio.display().to_string(),
+                reason: format!("label '{}' is not one of the model's classes", clip.label),
+            });
+            continue;
+        };
+        match cache.get(&model, clip) {
+            Ok(f) => clips.push(Prepared {
+                audio: f.audio,
+                frames: f.frames,
+                class: class as i64,
+            }),
+            Err(reason) => skipped.push(Skip {
+                file: clip.audio.display().to_string(),
+                reason,
+            }),
+        }
+    }
+    bar.finish_and_clear();
+    if clips.is_empty() {
+        return Err(TrainError::Other(format!(
+            "{}: no clip to evaluate ({} skipped)",
+            dataset.root.display(),
+            skipped.len()
+        )));
+    }
+    let (scores, _) = evaluate_prepared(&model, &clips, &model.spec.classes, false);
+    let report = out.join("evaluation.json");
+    let body = json!({
+        "model": options.model.display().to_string(),
+        "model_id": model.id,
+        "dataset": dataset.root.display().to_string(),
+        "protocol": "clip (10 s)",
+        "scores": scores,
+        "skipped": skipped.iter().map(|s| json!({"file": s.file, "reason": s.reason})).collect::<Vec<_>>(),
+    });
+    std::fs::write(&report, format!("{body:#}\n"))
+        .map_err(|e| format!("{}: {e}", report.display()))?;
+    let mut plots = vec![out.join("confusion.png")];
+    plot::confusion(&scores, &plots[0])?;
+    let log = options.model.with_file_name("train-log.jsonl");
+    let history = read_log(&log);
+    if !history.is_empty() {
+        let curves = out.join("learning-curves.png");
+        plot::learning_curves(&history, &curves)?;
+        plots.push(curves);
+    }
+    Ok(Evaluation {
+        scores,
+        skipped,
+        report,
+        plots,
+    })
+}

@@ -1,0 +1,196 @@
+//! A clip's model inputs, decoded through the live capture and window code (non-live, as
+//! fast as the decoder goes) and kept in an on-disk cache: the OpenL3 embeddings (96 ×
+//! E) and the 10 frames (224 × 224 RGB) of the clip's first 10 s window. Keys cover the
+//! files' contents and everything the features depend on (front end, OpenL3 weights), so
+//! a cache is reused across epochs and runs and never serves stale features.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tch::{Kind, Tensor};
+
+use super::dataset::{Clip, fnv1a};
+use crate::capture::{CaptureConfig, PipelineFile, StreamSpec, StreamState, spawn, window_queue};
+use crate::infer::window_audio_frames;
+use crate::model::Model;
+use crate::window::{FRAME_SIDE, Window, WindowConfig};
+
+/// The built-in pipeline of a dataset clip: the picture from the video file, the sound
+/// from the audio file (TAU ships both; the video's own sound track is ignored).
+const CLIP_PIPELINE: &str = r#"
+description = "dataset clip: video file + audio file"
+live = false
+loop = false
+realtime = false
+[source]
+shared = "uridecodebin uri=${video_uri} name=v  uridecodebin uri=${audio_uri} name=a"
+video = "v."
+audio = "a."
+"#;
+
+/// A clip's inputs: OpenL3 embeddings (96, E) float and frames (10, 224, 224, 3) uint8.
+pub struct ClipFeatures {
+    pub audio: Tensor,
+    pub frames: Tensor,
+}
+
+fn file_uri(path: &Path) -> Result<String, String> {
+    let absolute = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    gstreamer::glib::filename_to_uri(&absolute, None)
+        .map(|u| u.to_string())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Decode `clip` into its first full window, through the capture path.
+pub fn decode_clip(clip: &Clip) -> Result<Window, String> {
+    let file: PipelineFile = toml::from_str(CLIP_PIPELINE).map_err(|e| e.to_string())?;
+    let params = [
+        ("video_uri".to_string(), file_uri(&clip.video)?),
+        ("audio_uri".to_string(), file_uri(&clip.audio)?),
+    ]
+    .into_iter()
+    .collect();
+    let launch = file.launch_description(&params).map_err(|e| e.join("; "))?;
+    let spec = StreamSpec {
+        name: "clip".into(),
+        pipeline_file: PathBuf::from("(dataset clip)"),
+        description: file.description.clone(),
+        live: false,
+        looping: false,
+        launch,
+    };
+    let (tx, rx) = window_queue(64);
+    let handle = spawn(spec, CaptureConfig::default(), WindowConfig::default(), tx);
+    let until = Instant::now() + Duration::from_secs(120);
+    let outcome = loop {
+        if let Ok(window) = rx.recv_timeout(Duration::from_millis(20)) {
+            break Ok(window);
+        }
+        match handle.stats.state() {
+            StreamState::Backoff { reason } => break Err(format!("cannot decode: {reason}")),
+            StreamState::Ended if rx.is_empty() => {
+                break Err(match handle.stats.last_error() {
+                    Some(e) => format!("cannot decode: {e}"),
+                    None => "shorter than 10 s: no full window".to_string(),
+                });
+            }
+            _ if Instant::now() > until => break Err("decoding took over 120 s".into()),
+            _ => {}
+        }
+    };
+    let windows = handle.stats.windows.load(Ordering::Relaxed);
+    handle.stop();
+    tracing::debug!("{}: {windows} window(s)", clip.audio.display());
+    outcome
+}
+
+/// The features of a decoded window: OpenL3 embeddings (no gradient) and the frames.
+pub fn window_features(model: &Model, window: &Window) -> ClipFeatures {
+    let device = model.vs.device();
+    let frames: Vec<f32> = window_audio_frames(window);
+    let n = (frames.len() / model.features.frame_samples as usize) as i64;
+    let audio = tch::no_grad(|| {
+        let input = Tensor::from_slice(&frames)
+            .view([n, model.features.frame_samples])
+            .to_device(device);
+        let chunks: Vec<Tensor> = input
+            .split(16, 0)
+            .iter()
+            .map(|c| model.net.embed_audio_frames(c))
+            .collect();
+        Tensor::cat(&chunks, 0).to_device(tch::Device::Cpu)
+    });
+    let side = FRAME_SIDE as i64;
+    let mut bytes = Vec::with_capacity(window.frames.len() * window.frames[0].len());
+    for f in &window.frames {
+        bytes.extend_from_slice(f);
+    }
+    let frames = Tensor::from_slice(&bytes).view([window.frames.len() as i64, side, side, 3]);
+    ClipFeatures { audio, frames }
+}
+
+/// Frames (…, 10, 224, 224, 3) uint8 → normalised (…, 10, 3, 224, 224) float on `device`.
+pub fn frames_to_images(model: &Model, frames: &Tensor) -> Tensor {
+    let images = frames
+        .to_device(model.vs.device())
+        .to_kind(Kind::Float)
+        .permute([0, 1, 4, 2, 3])
+        / 255.0;
+    crate::features::image::normalise(&images, &model.features)
+}
+
+/// The on-disk feature cache.
+pub struct FeatureCache {
+    dir: PathBuf,
+    /// Hash of what the features depend on besides the files.
+    settings: u64,
+    pub hits: u64,
+    pub computed: u64,
+}
+
+impl FeatureCache {
+    pub fn new(dir: &Path, model: &Model) -> Result<FeatureCache, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
+        let mut settings = fnv1a(format!("{:?}", model.features).as_bytes());
+        let mut named: Vec<(String, Tensor)> = model
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("openl3."))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, tensor) in named {
+            let values: Vec<f32> =
+                Vec::try_from(tensor.to_kind(Kind::Float).flatten(0, -1)).unwrap_or_default();
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            settings ^= fnv1a(name.as_bytes()).rotate_left(7) ^ fnv1a(&bytes);
+            settings = settings.rotate_left(13);
+        }
+        Ok(FeatureCache {
+            dir: dir.to_path_buf(),
+            settings,
+            hits: 0,
+            computed: 0,
+        })
+    }
+
+    fn key(&self, clip: &Clip) -> Result<String, String> {
+        let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let audio = fnv1a(&read(&clip.audio)?);
+        let video = fnv1a(&read(&clip.video)?);
+        Ok(format!(
+            "{:016x}",
+            audio.rotate_left(21) ^ video ^ self.settings.rotate_left(42)
+        ))
+    }
+
+    /// The clip's features from the cache, or decoded, computed and stored.
+    pub fn get(&mut self, model: &Model, clip: &Clip) -> Result<ClipFeatures, String> {
+        let path = self.dir.join(format!("{}.safetensors", self.key(clip)?));
+        if let Ok(tensors) = Tensor::read_safetensors(&path) {
+            let find = |name: &str| {
+                tensors
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, t)| t.shallow_clone())
+            };
+            if let (Some(audio), Some(frames)) = (find("audio"), find("frames")) {
+                self.hits += 1;
+                return Ok(ClipFeatures { audio, frames });
+            }
+        }
+        let window = decode_clip(clip)?;
+        let features = window_features(model, &window);
+        let temporary = path.with_extension("partial");
+        Tensor::write_safetensors(
+            &[("audio", &features.audio), ("frames", &features.frames)],
+            &temporary,
+        )
+        .and_then(|()| std::fs::rename(&temporary, &path).map_err(Into::into))
+        .map_err(|e| format!("{}: cannot write the feature cache: {e}", path.display()))?;
+        self.computed += 1;
+        Ok(features)
+    }
+}

@@ -1,0 +1,17 @@
+//! Training and evaluation on datasets in the TAU Urban Audio-Visual Scenes 2021 layout,
+//! decoded through the live capture and window code: the dataset reader, the feature
+//! cache, the training loop, DCASE metrics, plots, and a synthetic dataset generator.
+
+pub mod dataset;
+mod evaluate;
+pub mod features;
+pub mod metrics;
+pub mod optim;
+mod plot;
+pub mod synth;
+mod trainer;
+
+pub use dataset::{Clip, Dataset, DatasetError, Skip};
+pub use evaluate::{EvaluateOptions, Evaluation, evaluate};
+pub use synth::{SYNTH_CLASSES, SynthOptions, synth_dataset, synth_label};
+pub use trainer::{EpochLog, TrainError, TrainOptions, TrainSummary, read_log, train};

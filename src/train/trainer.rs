@@ -1,0 +1,482 @@
+//! `avscene train`: the paper's recipe on a TAU-layout dataset, with the model code that
+//! serves. OpenL3 stays frozen (its embeddings come from the feature cache); the image
+//! branch is fine-tuned end to end unless `freeze_image` (small machines); Adam with
+//! weight decay, batches of 16, shuffled each epoch, cross-entropy on the clip logits.
+//! Every epoch writes `last.safetensors` (+ `optimizer.safetensors`) and a line in
+//! `train-log.jsonl`; the epoch with the lowest validation log-loss is `best.safetensors`.
+//! `--resume` continues from `last`; Ctrl-C saves it and exits cleanly.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tch::{Device, Kind, Tensor};
+
+use super::dataset::{Clip, Dataset, Skip};
+use super::features::{FeatureCache, frames_to_images};
+use super::metrics::{Scores, score};
+use super::optim::Adam;
+use crate::model::{Model, ModelSpec, Provenance};
+
+/// `avscene train` settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainOptions {
+    pub data: PathBuf,
+    pub out: PathBuf,
+    pub epochs: usize,
+    pub profile: String,
+    pub resume: bool,
+    pub seed: u64,
+    pub lr: f64,
+    /// The paper says 0.1; the authors' code used 0.
+    pub weight_decay: f64,
+    pub batch: usize,
+    /// Multiply the learning rate by `lr_decay` every `lr_step` epochs (0: never).
+    pub lr_step: usize,
+    pub lr_decay: f64,
+    /// Keep the image branch as initialised (its embeddings are computed once).
+    pub freeze_image: bool,
+    /// Where features are cached (default: `<out>/feature-cache`).
+    pub cache: Option<PathBuf>,
+    #[serde(skip)]
+    pub device: Device,
+}
+
+/// One line of `train-log.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub lr: f64,
+    pub clips_per_s: f64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    Dataset(#[from] super::dataset::DatasetError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<String> for TrainError {
+    fn from(s: String) -> Self {
+        TrainError::Other(s)
+    }
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct TrainSummary {
+    pub epochs_done: usize,
+    pub best: Option<EpochLog>,
+    pub skipped: Vec<Skip>,
+    pub interrupted: bool,
+}
+
+/// A clip ready for training: its cache entry and class.
+pub(super) struct Prepared {
+    pub audio: Tensor,
+    /// Frames (10, 224, 224, 3) u8, or image embeddings (10, dim) when the image branch
+    /// is frozen.
+    pub frames: Tensor,
+    pub class: i64,
+}
+
+pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary, TrainError> {
+    let dataset = Dataset::open(&options.data, options.seed)?;
+    std::fs::create_dir_all(&options.out)
+        .map_err(|e| format!("{}: cannot create: {e}", options.out.display()))?;
+    let last_path = options.out.join("last.safetensors");
+    let optimizer_path = options.out.join("optimizer.safetensors");
+    let log_path = options.out.join("train-log.jsonl");
+
+    tch::manual_seed(options.seed as i64);
+    let mut model = if options.resume {
+        let model =
+            Model::load(&last_path, options.device).map_err(|e| format!("--resume: {e}"))?;
+        if model.spec.classes != dataset.classes {
+            return Err(TrainError::Other(format!(
+                "--resume: {} was trained on classes {:?}, the dataset has {:?}",
+                last_path.display(),
+                model.spec.classes,
+                dataset.classes
+            )));
+        }
+        model
+    } else {
+        let mut spec = ModelSpec::profile(&options.profile)
+            .ok_or_else(|| format!("unknown profile '{}' (full, small)", options.profile))?;
+        spec.classes = dataset.classes.clone();
+        Model::fresh(spec, options.device)
+    };
+    tracing::info!(
+        "dataset {}: {} classes, {} training clips, {} validation clips ({}), {} skipped",
+        dataset.root.display(),
+        dataset.classes.len(),
+        dataset.train.len(),
+        dataset.validation.len(),
+        if dataset.validation_listed {
+            "fold1_evaluate.csv"
+        } else {
+            "split by location"
+        },
+        dataset.skipped.len()
+    );
+
+    // Features: decoded and embedded once, then read from the cache.
+    let cache_dir = options
+        .cache
+        .clone()
+        .unwrap_or_else(|| options.out.join("feature-cache"));
+    let mut cache = FeatureCache::new(&cache_dir, &model)?;
+    let mut skipped = dataset.skipped.clone();
+    let class_of = |c: &Clip| {
+        dataset
+            .classes
+            .iter()
+            .position(|l| *l == c.label)
+            .unwrap_or(0) as i64
+    };
+    let mut prepare = |clips: &[Clip], what: &str| -> Vec<Prepared> {
+        let bar = progress(clips.len() as u64, &format!("features ({what})"));
+        let mut out = Vec::new();
+        for clip in clips {
+            bar.inc(1);
+            match cache.get(&model, clip) {
+                Ok(f) => {
+                    let frames = if options.freeze_image {
+                        image_embeddings(&model, &f.frames)
+                    } else {
+                        f.frames
+                    };
+                    out.push(Prepared {
+                        audio: f.audio,
+                        frames,
+                        class: class_of(clip),
+                    });
+                }
+                Err(reason) => {
+                    tracing::warn!("skipping {}: {reason}", clip.audio.display());
+                    skipped.push(Skip {
+                        file: clip.audio.display().to_string(),
+                        reason,
+                    });
+                }
+            }
+        }
+        bar.finish_and_clear();
+        out
+    };
+    let train_set = prepare(&dataset.train, "training");
+    let val_set = prepare(&dataset.validation, "validation");
+    tracing::info!(
+        "features: {} from the cache, {} computed ({})",
+        cache.hits,
+        cache.computed,
+        cache_dir.display()
+    );
+    if train_set.is_empty() || val_set.is_empty() {
+        return Err(TrainError::Other(format!(
+            "{}: no clip could be decoded in the {} split ({} skipped; first: {})",
+            dataset.root.display(),
+            if train_set.is_empty() {
+                "training"
+            } else {
+                "validation"
+            },
+            skipped.len(),
+            skipped
+                .first()
+                .map(|s| format!("{}: {}", s.file, s.reason))
+                .unwrap_or_default()
+        )));
+    }
+
+    // What trains: everything but OpenL3 (and the image branch when frozen).
+    let trainable: Vec<(String, Tensor)> = model
+        .vs
+        .variables()
+        .into_iter()
+        .filter(|(name, var)| {
+            let frozen = name.starts_with("openl3.")
+                || (options.freeze_image && name.starts_with("video."))
+                || !var.requires_grad();
+            if frozen {
+                let mut v = var.shallow_clone();
+                let _ = v.requires_grad_(false);
+            }
+            !frozen
+        })
+        .collect();
+    let mut trainable = trainable;
+    trainable.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut adam = Adam::new(trainable, options.lr, options.weight_decay);
+    let mut history: Vec<EpochLog> = Vec::new();
+    if options.resume {
+        adam.load(&optimizer_path)
+            .map_err(|e| format!("--resume: {e}"))?;
+        history = read_log(&log_path);
+        tracing::info!(
+            "resuming after epoch {} (step {})",
+            history.len(),
+            adam.step
+        );
+    } else {
+        let _ = std::fs::remove_file(&log_path);
+    }
+    let mut best = history
+        .iter()
+        .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
+        .cloned();
+    let first_epoch = history.len() + 1;
+    let mut interrupted = false;
+
+    for epoch in first_epoch..=options.epochs {
+        let lr = if options.lr_step > 0 {
+            options.lr
+                * options
+                    .lr_decay
+                    .powi(((epoch - 1) / options.lr_step) as i32)
+        } else {
+            options.lr
+        };
+        adam.lr = lr;
+        let started = Instant::now();
+        tch::manual_seed((options.seed + epoch as u64) as i64);
+        let order: Vec<i64> = Vec::try_from(Tensor::randperm(
+            train_set.len() as i64,
+            (Kind::Int64, Device::Cpu),
+        ))
+        .unwrap_or_default();
+        let bar = progress(
+            train_set.len() as u64,
+            &format!("epoch {epoch}/{}", options.epochs),
+        );
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
+        for chunk in order.chunks(options.batch.max(1)) {
+            if stop.load(Ordering::SeqCst) {
+                interrupted = true;
+                break;
+            }
+            let batch: Vec<&Prepared> = chunk.iter().map(|&i| &train_set[i as usize]).collect();
+            let (logits, labels) = forward(&model, &batch, options.freeze_image, true);
+            let loss = logits.cross_entropy_for_logits(&labels);
+            adam.zero_grad();
+            loss.backward();
+            adam.step();
+            let n = batch.len();
+            loss_sum += loss.double_value(&[]) * n as f64;
+            correct += logits
+                .argmax(-1, false)
+                .eq_tensor(&labels)
+                .sum(Kind::Int64)
+                .int64_value(&[]);
+            seen += n;
+            bar.inc(n as u64);
+            let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-6);
+            bar.set_message(format!(
+                "loss {:.3} acc {:.1}% {rate:.1} clips/s",
+                loss_sum / seen as f64,
+                100.0 * correct as f64 / seen as f64
+            ));
+        }
+        bar.finish_and_clear();
+        if interrupted {
+            tracing::warn!(
+                "interrupted in epoch {epoch}: saving {} and stopping",
+                last_path.display()
+            );
+            save(&mut model, options, &dataset, &history, &last_path)?;
+            adam.save(&optimizer_path)?;
+            break;
+        }
+        let (val, _) = evaluate_prepared(&model, &val_set, &dataset.classes, options.freeze_image);
+        let entry = EpochLog {
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            val_loss: val.log_loss,
+            val_accuracy: val.accuracy,
+            lr,
+            clips_per_s: seen as f64 / started.elapsed().as_secs_f64().max(1e-6),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(
+            "epoch {epoch}/{}: train loss {:.4} acc {:.1}% | val loss {:.4} acc {:.1}% | {:.1} clips/s, {:.0} s",
+            options.epochs,
+            entry.train_loss,
+            entry.train_accuracy * 100.0,
+            entry.val_loss,
+            entry.val_accuracy * 100.0,
+            entry.clips_per_s,
+            entry.seconds
+        );
+        history.push(entry.clone());
+        append_log(&log_path, &entry)?;
+        save(&mut model, options, &dataset, &history, &last_path)?;
+        adam.save(&optimizer_path)?;
+        if best.as_ref().is_none_or(|b| entry.val_loss < b.val_loss) {
+            save(
+                &mut model,
+                options,
+                &dataset,
+                &history,
+                &options.out.join("best.safetensors"),
+            )?;
+            best = Some(entry);
+        }
+    }
+    Ok(TrainSummary {
+        epochs_done: history.len(),
+        best,
+        skipped,
+        interrupted,
+    })
+}
+
+/// Logits and labels of a batch.
+fn forward(
+    model: &Model,
+    batch: &[&Prepared],
+    frozen_images: bool,
+    train: bool,
+) -> (Tensor, Tensor) {
+    let device = model.vs.device();
+    let audio = Tensor::stack(
+        &batch
+            .iter()
+            .map(|p| p.audio.shallow_clone())
+            .collect::<Vec<_>>(),
+        0,
+    )
+    .to_device(device);
+    let frames = Tensor::stack(
+        &batch
+            .iter()
+            .map(|p| p.frames.shallow_clone())
+            .collect::<Vec<_>>(),
+        0,
+    );
+    let labels =
+        Tensor::from_slice(&batch.iter().map(|p| p.class).collect::<Vec<_>>()).to_device(device);
+    let logits = if frozen_images {
+        model.net.head_t(&audio, &frames.to_device(device), train)
+    } else {
+        model
+            .net
+            .forward_t(&audio, &frames_to_images(model, &frames), train)
+    };
+    (logits, labels)
+}
+
+/// The frozen image branch's embeddings of a clip's frames: (10, dim).
+fn image_embeddings(model: &Model, frames: &Tensor) -> Tensor {
+    tch::no_grad(|| {
+        let images = frames_to_images(model, &frames.unsqueeze(0)).squeeze_dim(0);
+        model
+            .net
+            .embed_images(&images, false)
+            .to_device(Device::Cpu)
+    })
+}
+
+/// Scores of the model (eval mode) on prepared clips, and the probabilities.
+pub(super) fn evaluate_prepared(
+    model: &Model,
+    clips: &[Prepared],
+    classes: &[String],
+    frozen_images: bool,
+) -> (Scores, Vec<Vec<f32>>) {
+    let mut probabilities = Vec::new();
+    let mut truth = Vec::new();
+    tch::no_grad(|| {
+        for chunk in clips.chunks(16) {
+            let batch: Vec<&Prepared> = chunk.iter().collect();
+            let (logits, labels) = forward(model, &batch, frozen_images, false);
+            let p = logits.softmax(-1, Kind::Float).to_device(Device::Cpu);
+            for i in 0..batch.len() as i64 {
+                probabilities.push(Vec::<f32>::try_from(p.get(i)).unwrap_or_default());
+            }
+            truth.extend(
+                Vec::<i64>::try_from(labels.to_device(Device::Cpu))
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|&c| c as usize),
+            );
+        }
+    });
+    (score(&probabilities, &truth, classes), probabilities)
+}
+
+fn save(
+    model: &mut Model,
+    options: &TrainOptions,
+    dataset: &Dataset,
+    history: &[EpochLog],
+    path: &Path,
+) -> Result<(), String> {
+    let mut provenance = Provenance::new("train");
+    let details: BTreeMap<String, serde_json::Value> = BTreeMap::from([
+        (
+            "dataset".to_string(),
+            json!(dataset.root.display().to_string()),
+        ),
+        ("train_clips".to_string(), json!(dataset.train.len())),
+        (
+            "validation_clips".to_string(),
+            json!(dataset.validation.len()),
+        ),
+        ("settings".to_string(), json!(options)),
+        ("epochs".to_string(), json!(history.len())),
+        ("last_epoch".to_string(), json!(history.last())),
+    ]);
+    provenance.details = details;
+    model.provenance = provenance;
+    let temporary = path.with_extension("partial");
+    model
+        .save(&temporary)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            std::fs::rename(&temporary, path).map_err(|e| format!("{}: {e}", path.display()))
+        })
+}
+
+fn append_log(path: &Path, entry: &EpochLog) -> Result<(), String> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    writeln!(file, "{}", json!(entry)).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The epochs logged so far (a training log beside a model file).
+pub fn read_log(path: &Path) -> Vec<EpochLog> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// A progress bar on a terminal; hidden otherwise (logs carry the per-epoch lines).
+pub fn progress(len: u64, prefix: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{prefix:>18} [{bar:30}] {pos}/{len} {msg} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(prefix.to_string());
+    bar
+}
