@@ -26,6 +26,8 @@ pub const WINDOW_FRAMES: usize = 10;
 /// Side of a frame and its size in bytes (RGB).
 pub const FRAME_SIDE: usize = 224;
 pub const FRAME_BYTES: usize = FRAME_SIDE * FRAME_SIDE * 3;
+/// At the end of a file, a last window short of this much audio is padded (0.5 s).
+pub const END_TOLERANCE: u64 = SAMPLE_RATE / 2;
 
 const NS_PER_S: u64 = 1_000_000_000;
 /// Timestamp jitter within which audio buffers count as contiguous (1 ms).
@@ -259,6 +261,25 @@ impl Assembler {
         self.emit_ready()
     }
 
+    /// The end of a file: emit what waits for late video, and a last window whose audio
+    /// falls short by at most [`END_TOLERANCE`] (resampling and container rounding) padded
+    /// with silence, counted as filled.
+    pub fn finish(&mut self) -> Vec<Window> {
+        if self.origin.is_none() {
+            return Vec::new();
+        }
+        let end = self.window_start(self.emitted) + WINDOW_SAMPLES as u64;
+        let have = self.audio_end();
+        let short = end.saturating_sub(have);
+        if short > 0 && short <= END_TOLERANCE {
+            self.audio.extend(std::iter::repeat_n(0.0, short as usize));
+            self.filled.push_back((have, end));
+            self.counts.filled_samples += short;
+        }
+        self.video_wait = 0;
+        self.emit_ready()
+    }
+
     /// Add a frame whose running time is `pts_ns`.
     pub fn push_frame(&mut self, pts_ns: u64, rgb: Arc<[u8]>) -> Vec<Window> {
         let at = ns_to_samples(pts_ns);
@@ -422,6 +443,26 @@ mod tests {
             out.extend(a.push_audio(pts, &vec![(tenth / 10) as f32; 4800]));
         }
         out
+    }
+
+    #[test]
+    fn the_end_of_a_file_pads_a_nearly_full_last_window() {
+        // 9.7 s of audio and frames: 0.3 s short, padded with silence and counted.
+        let mut a = Assembler::new("file", &WindowConfig::default());
+        assert!(feed(&mut a, 0, 9).is_empty());
+        for tenth in 0..7u64 {
+            let pts = (90 + tenth) * SECOND_NS / 10;
+            assert!(a.push_audio(pts, &[9.0; 4800]).is_empty());
+        }
+        let last = a.finish();
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].filled_samples, 3 * 4800);
+        assert_eq!(last[0].audio[WINDOW_SAMPLES - 1], 0.0);
+        assert_eq!(last[0].frames.len(), WINDOW_FRAMES);
+        // 8 s is too short for a window: nothing is made up.
+        let mut b = Assembler::new("file", &WindowConfig::default());
+        feed(&mut b, 0, 8);
+        assert!(b.finish().is_empty());
     }
 
     #[test]

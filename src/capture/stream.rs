@@ -147,6 +147,23 @@ pub fn spawn(
     }
 }
 
+/// Count a finished window and queue it for the model.
+fn hand_off(stats: &StreamStats, out: &WindowSender, w: Window) {
+    stats.windows.fetch_add(1, Ordering::Relaxed);
+    stats
+        .filled_samples
+        .fetch_add(w.filled_samples as u64, Ordering::Relaxed);
+    stats
+        .filled_frames
+        .fetch_add(w.filled_frames as u64, Ordering::Relaxed);
+    match out.send(w) {
+        Ok(dropped) => {
+            stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
+        Err(_) => tracing::debug!("stream '{}': nobody receives windows", stats.name),
+    }
+}
+
 /// How one run of the pipeline ended.
 enum Outcome {
     Stopped,
@@ -172,20 +189,8 @@ struct RunShared {
 impl RunShared {
     fn deliver(&self, windows: Vec<Window>) {
         for w in windows {
-            self.stats.windows.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .filled_samples
-                .fetch_add(w.filled_samples as u64, Ordering::Relaxed);
-            self.stats
-                .filled_frames
-                .fetch_add(w.filled_frames as u64, Ordering::Relaxed);
             self.watch_silence(&w);
-            match self.out.send(w) {
-                Ok(dropped) => {
-                    self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
-                }
-                Err(_) => tracing::debug!("stream '{}': nobody receives windows", self.stats.name),
-            }
+            hand_off(&self.stats, &self.out, w);
         }
     }
 
@@ -372,6 +377,10 @@ impl Supervisor {
                     offset_ns = end_ns;
                 }
                 Outcome::EndOfStream => {
+                    let mut assembler = returned;
+                    for w in assembler.finish() {
+                        hand_off(&self.stats, &self.out, w);
+                    }
                     tracing::info!("stream '{name}': end of stream");
                     break;
                 }
