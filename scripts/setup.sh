@@ -5,7 +5,8 @@
 #   scripts/setup.sh            CPU libtorch (small extraction) unless a GPU is present
 #   scripts/setup.sh --cuda     full PyTorch wheel (CUDA-capable libtorch) in a venv
 #   scripts/setup.sh --cpu      force the small CPU route
-#   scripts/setup.sh --no-build skip `cargo build --release`
+#   scripts/setup.sh --no-build skip `cargo build --release` (and the demo model)
+#   scripts/setup.sh --demo-model  train the demo model again
 #
 # Writes .deps/env.sh, which every other script sources, so cargo always sees the same
 # LIBTORCH* settings (a change would rebuild torch-sys's C++ for minutes).
@@ -19,11 +20,13 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deps=${AVSCENE_DEPS:-$repo/.deps}
 route=auto
 build=1
+demo_model=0
 for arg in "$@"; do
   case "$arg" in
     --cuda) route=cuda ;;
     --cpu) route=cpu ;;
     --no-build) build=0 ;;
+    --demo-model) demo_model=1 ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac
@@ -127,4 +130,29 @@ if [ "$build" = 1 ]; then
   say "cargo build --release (a clean build takes ~3-4 min on 2 cores)"
   (cd "$repo" && cargo build --release --locked)
   say "built $repo/target/release/avscene"
+
+  # 4. Demo model: a small model trained on a generated scene set, so that the demo
+  # configuration (config/demo.toml) gives labels that mean something.
+  demo="$deps/demo-model/best.safetensors"
+  if [ ! -f "$demo" ] || [ "$demo_model" = 1 ]; then
+    say "training the demo model on a generated scene set (~4 min on 2 cores)"
+    rm -rf "$deps/demo-data" "$deps/demo-model"
+    "$repo/target/release/avscene" --log-level warn synth-dataset --out "$deps/demo-data" \
+      --classes 4 --clips-per-class 6 --locations 3
+    "$repo/target/release/avscene" --log-level warn train --data "$deps/demo-data" \
+      --out "$deps/demo-model" --profile small --device cpu --epochs 12 --lr 1e-3 --batch 4
+  else
+    say "demo model present ($demo)"
+  fi
+fi
+
+# 5. A local MQTT broker for the demo: Debian's mosquitto service where systemd runs;
+# elsewhere (containers) a mosquitto in the background, listening on 127.0.0.1 only.
+if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
+  if [ -d /run/systemd/system ]; then
+    as_root systemctl enable --now mosquitto >/dev/null 2>&1 || true
+  else
+    say "starting mosquitto on 127.0.0.1:1883 (no systemd here)"
+    /usr/sbin/mosquitto -d >/dev/null 2>&1 || true
+  fi
 fi

@@ -149,10 +149,20 @@ impl Settings {
             file: file.to_path_buf(),
             source,
         })?;
-        let config = parse(file, &text, env.clone())?;
+        let mut config = parse(file, &text, env.clone())?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        // A relative model path is looked up as pipeline files are: beside the config
+        // file, then in its parent directory.
+        if let Some(path) = config.model.path.as_mut().filter(|p| p.is_relative()) {
+            let beside = base.join(&*path);
+            let above = base.parent().map(|p| p.join(&*path));
+            *path = match above {
+                Some(above) if !beside.is_file() && above.is_file() => above,
+                _ => beside,
+            };
+        }
         let mut problems = Problems::default();
         config.validate(&mut problems);
-        let base = file.parent().unwrap_or(Path::new("."));
         let mut streams = Vec::new();
         for (index, stream) in config.streams.iter().enumerate() {
             let key = format!("stream[{index}]");

@@ -37,6 +37,9 @@ enum Command {
         /// Configuration file [default: /etc/avscene/avscene.toml, else ./config/avscene.toml].
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Log every label at info level (otherwise only changes of label).
+        #[arg(long)]
+        print_labels: bool,
     },
     /// Run one stream and print a line per 10 s window (samples, frames, gaps filled,
     /// audio level); optionally save each window as WAV + PNG files, to see what the
@@ -192,6 +195,18 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: avscene::model::DeviceSpec,
     },
+
+    /// Classify one media file (sound and picture in one container): each 10 s window and
+    /// the whole file.
+    Classify {
+        file: PathBuf,
+        #[arg(long, short, value_name = "FILE")]
+        model: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "auto")]
+        device: avscene::model::DeviceSpec,
+    },
 }
 
 #[derive(Args)]
@@ -324,7 +339,16 @@ fn main() -> ExitCode {
             json,
             device,
         }),
-        Command::Run { config } => avscene::commands::run(config.as_deref()),
+        Command::Classify {
+            file,
+            model,
+            json,
+            device,
+        } => avscene::commands::classify(model, file, json, device),
+        Command::Run {
+            config,
+            print_labels,
+        } => avscene::commands::run(config.as_deref(), print_labels),
         Command::MqttTest { config } => avscene::commands::mqtt_test(config.as_deref()),
         Command::Model(ModelCommand::Info { model, json }) => avscene::commands::model_info(
             model.model.as_deref(),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 mod train;
 
-pub use train::{EvaluateArgs, evaluate, synth_dataset, train};
+pub use train::{EvaluateArgs, classify, evaluate, synth_dataset, train};
 
 use crate::config::Settings;
 use crate::model::{DeviceSpec, Model, ModelSpec, PROFILES};
@@ -624,8 +624,8 @@ pub fn mqtt_test(config: Option<&Path>) -> ExitCode {
 }
 
 /// `avscene run`: the live daemon.
-pub fn run(config: Option<&Path>) -> ExitCode {
-    match crate::service::daemon::run(config) {
+pub fn run(config: Option<&Path>, print_labels: bool) -> ExitCode {
+    match crate::service::daemon::run(config, print_labels) {
         Ok(()) => ExitCode::SUCCESS,
         Err(crate::service::daemon::DaemonError::Config(error)) => {
             eprintln!("avscene: invalid configuration: {error}");

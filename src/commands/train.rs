@@ -127,3 +127,66 @@ pub fn evaluate(args: EvaluateArgs) -> ExitCode {
         Err(e) => train_failed(e),
     }
 }
+
+pub fn classify(model: PathBuf, file: PathBuf, json: bool, device_spec: DeviceSpec) -> ExitCode {
+    let device = match device(device_spec) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let result = match crate::train::classify_file(&model, &file, device) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let best = crate::train::metrics::argmax(&result.mean);
+    if json {
+        let named = |p: &[f32]| -> serde_json::Map<String, serde_json::Value> {
+            result
+                .classes
+                .iter()
+                .cloned()
+                .zip(p.iter().map(|v| serde_json::json!(v)))
+                .collect()
+        };
+        let windows: Vec<serde_json::Value> = result
+            .windows
+            .iter()
+            .map(|(start, p)| {
+                serde_json::json!({
+                    "start_s": start,
+                    "label": result.classes[crate::train::metrics::argmax(p)],
+                    "probabilities": named(p),
+                })
+            })
+            .collect();
+        let report = serde_json::json!({
+            "file": file.display().to_string(),
+            "label": result.classes[best],
+            "probabilities": named(&result.mean),
+            "windows": windows,
+        });
+        println!("{report:#}");
+        return ExitCode::SUCCESS;
+    }
+    for (start, p) in &result.windows {
+        let i = crate::train::metrics::argmax(p);
+        println!(
+            "{start:7.1}–{:.1} s  {} ({:.2})",
+            start + 10.0,
+            result.classes[i],
+            p[i]
+        );
+    }
+    println!(
+        "{}: {} ({:.2}, mean of {} window(s))",
+        file.display(),
+        result.classes[best],
+        result.mean[best],
+        result.windows.len()
+    );
+    let mut order: Vec<usize> = (0..result.classes.len()).collect();
+    order.sort_by(|&a, &b| result.mean[b].total_cmp(&result.mean[a]));
+    for i in order {
+        println!("  {:20} {:.3}", result.classes[i], result.mean[i]);
+    }
+    ExitCode::SUCCESS
+}

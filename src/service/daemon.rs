@@ -139,8 +139,8 @@ fn load_model(settings: &Settings) -> Result<Model, DaemonError> {
     }
 }
 
-/// Run until SIGINT or SIGTERM.
-pub fn run(config: Option<&Path>) -> Result<(), DaemonError> {
+/// Run until SIGINT or SIGTERM; `print_labels` logs every label (else only changes).
+pub fn run(config: Option<&Path>, print_labels: bool) -> Result<(), DaemonError> {
     let notifier = Notifier::from_env();
     let config_path: Option<PathBuf> = config.map(Path::to_path_buf);
     let settings = Settings::load(config)?;
@@ -194,7 +194,7 @@ pub fn run(config: Option<&Path>) -> Result<(), DaemonError> {
         let (publisher, telemetry) = (publisher.clone(), telemetry.clone());
         std::thread::Builder::new()
             .name("results".into())
-            .spawn(move || forward_results(&results_rx, &publisher, &telemetry))
+            .spawn(move || forward_results(&results_rx, &publisher, &telemetry, print_labels))
             .map_err(|e| DaemonError::Start(e.to_string()))?
     };
 
@@ -325,17 +325,19 @@ fn quit_now() -> ! {
     unsafe { libc::_exit(0) }
 }
 
-/// Results to the publisher, counted per stream; label changes are logged at info.
+/// Results to the publisher, counted per stream; label changes (or all labels) are
+/// logged at info.
 fn forward_results(
     results: &crossbeam_channel::Receiver<SceneResult>,
     publisher: &Publisher,
     telemetry: &Telemetry,
+    print_labels: bool,
 ) {
     let mut last: HashMap<Arc<str>, String> = HashMap::new();
     for result in results.iter() {
         telemetry.record_result(&result.stream);
         let changed = last.get(&result.stream) != Some(&result.label);
-        if changed {
+        if changed || print_labels {
             tracing::info!(
                 "{}: {} ({:.2})",
                 result.stream,

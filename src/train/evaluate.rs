@@ -106,3 +106,44 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<Evaluation, TrainError> {
         plots,
     })
 }
+
+/// `avscene classify`: every 10 s window of one media file, and the file as a whole
+/// (the mean of the windows' probabilities).
+pub struct Classification {
+    pub classes: Vec<String>,
+    /// Per window: (start in seconds, probabilities).
+    pub windows: Vec<(f64, Vec<f32>)>,
+    pub mean: Vec<f32>,
+}
+
+pub fn classify_file(
+    model: &Path,
+    file: &Path,
+    device: tch::Device,
+) -> Result<Classification, String> {
+    let model = Model::load(model, device).map_err(|e| e.to_string())?;
+    let windows =
+        super::features::decode_file(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let classes = model.spec.classes.clone();
+    let mut engine = crate::infer::Engine::new(model, &crate::infer::InferenceConfig::default());
+    let mut out = Vec::new();
+    for chunk in windows.chunks(8) {
+        for (w, r) in chunk.iter().zip(engine.classify(chunk)) {
+            out.push((
+                w.start_sample as f64 / crate::window::SAMPLE_RATE as f64,
+                r.probabilities,
+            ));
+        }
+    }
+    let mut mean = vec![0.0f32; classes.len()];
+    for (_, p) in &out {
+        for (m, v) in mean.iter_mut().zip(p) {
+            *m += v / out.len() as f32;
+        }
+    }
+    Ok(Classification {
+        classes,
+        windows: out,
+        mean,
+    })
+}

@@ -5,7 +5,6 @@
 //! a cache is reused across epochs and runs and never serves stale features.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tch::{Kind, Tensor};
@@ -42,47 +41,83 @@ fn file_uri(path: &Path) -> Result<String, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// A media file with sound and picture in one container (mp4, mkv, webm, …).
+const FILE_PIPELINE: &str = r#"
+description = "media file"
+live = false
+loop = false
+realtime = false
+[source]
+shared = "uridecodebin uri=${uri} name=src"
+video = "src."
+audio = "src."
+"#;
+
 /// Decode `clip` into its first full window, through the capture path.
 pub fn decode_clip(clip: &Clip) -> Result<Window, String> {
-    let file: PipelineFile = toml::from_str(CLIP_PIPELINE).map_err(|e| e.to_string())?;
     let params = [
-        ("video_uri".to_string(), file_uri(&clip.video)?),
-        ("audio_uri".to_string(), file_uri(&clip.audio)?),
-    ]
-    .into_iter()
-    .collect();
+        ("video_uri", file_uri(&clip.video)?),
+        ("audio_uri", file_uri(&clip.audio)?),
+    ];
+    let mut windows = decode(CLIP_PIPELINE, &params, Some(1))?;
+    tracing::debug!("{}: decoded", clip.audio.display());
+    Ok(windows.remove(0))
+}
+
+/// Decode a media file into all its 10 s windows (a hop apart).
+pub fn decode_file(file: &Path) -> Result<Vec<Window>, String> {
+    decode(FILE_PIPELINE, &[("uri", file_uri(file)?)], None)
+}
+
+/// Run a built-in pipeline file through the capture path until `limit` windows or the
+/// end; at least one window, or the reason there is none.
+fn decode(
+    pipeline: &str,
+    params: &[(&str, String)],
+    limit: Option<usize>,
+) -> Result<Vec<Window>, String> {
+    let file: PipelineFile = toml::from_str(pipeline).map_err(|e| e.to_string())?;
+    let params = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     let launch = file.launch_description(&params).map_err(|e| e.join("; "))?;
     let spec = StreamSpec {
-        name: "clip".into(),
-        pipeline_file: PathBuf::from("(dataset clip)"),
+        name: "file".into(),
+        pipeline_file: PathBuf::from("(built in)"),
         description: file.description.clone(),
         live: false,
         looping: false,
         launch,
     };
-    let (tx, rx) = window_queue(64);
+    let (tx, rx) = window_queue(1024);
     let handle = spawn(spec, CaptureConfig::default(), WindowConfig::default(), tx);
-    let until = Instant::now() + Duration::from_secs(120);
+    let until = Instant::now() + Duration::from_secs(600);
+    let mut windows = Vec::new();
     let outcome = loop {
-        if let Ok(window) = rx.recv_timeout(Duration::from_millis(20)) {
-            break Ok(window);
+        while let Ok(window) = rx.try_recv() {
+            windows.push(window);
+        }
+        if limit.is_some_and(|l| windows.len() >= l) {
+            break Ok(());
         }
         match handle.stats.state() {
             StreamState::Backoff { reason } => break Err(format!("cannot decode: {reason}")),
-            StreamState::Ended if rx.is_empty() => {
-                break Err(match handle.stats.last_error() {
-                    Some(e) => format!("cannot decode: {e}"),
-                    None => "shorter than 10 s: no full window".to_string(),
-                });
-            }
-            _ if Instant::now() > until => break Err("decoding took over 120 s".into()),
-            _ => {}
+            StreamState::Ended if rx.is_empty() => break Ok(()),
+            _ if Instant::now() > until => break Err("decoding took over 600 s".into()),
+            _ => std::thread::sleep(Duration::from_millis(10)),
         }
     };
-    let windows = handle.stats.windows.load(Ordering::Relaxed);
+    let last_error = handle.stats.last_error();
     handle.stop();
-    tracing::debug!("{}: {windows} window(s)", clip.audio.display());
-    outcome
+    outcome?;
+    if windows.is_empty() {
+        return Err(match last_error {
+            Some(e) => format!("cannot decode: {e}"),
+            None => "shorter than 10 s: no full window".to_string(),
+        });
+    }
+    Ok(windows)
 }
 
 /// The features of a decoded window: OpenL3 embeddings (no gradient) and the frames.

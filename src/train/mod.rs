@@ -12,6 +12,6 @@ pub mod synth;
 mod trainer;
 
 pub use dataset::{Clip, Dataset, DatasetError, Skip};
-pub use evaluate::{EvaluateOptions, Evaluation, evaluate};
+pub use evaluate::{Classification, EvaluateOptions, Evaluation, classify_file, evaluate};
 pub use synth::{SYNTH_CLASSES, SynthOptions, synth_dataset, synth_label};
 pub use trainer::{EpochLog, TrainError, TrainOptions, TrainSummary, read_log, train};

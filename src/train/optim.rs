@@ -63,8 +63,8 @@ impl Adam {
                 let update = (&m / c1) / ((&v / c2).sqrt() + self.eps) * self.lr;
                 let mut p = p.shallow_clone();
                 let _ = p.g_sub_(&update);
-                let _ = self.m[i].copy_(&m);
-                let _ = self.v[i].copy_(&v);
+                self.m[i].copy_(&m);
+                self.v[i].copy_(&v);
             }
         });
     }

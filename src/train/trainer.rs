@@ -241,14 +241,8 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
     let mut interrupted = false;
 
     for epoch in first_epoch..=options.epochs {
-        let lr = if options.lr_step > 0 {
-            options.lr
-                * options
-                    .lr_decay
-                    .powi(((epoch - 1) / options.lr_step) as i32)
-        } else {
-            options.lr
-        };
+        let steps = (epoch - 1).checked_div(options.lr_step).unwrap_or(0);
+        let lr = options.lr * options.lr_decay.powi(steps as i32);
         adam.lr = lr;
         let started = Instant::now();
         tch::manual_seed((options.seed + epoch as u64) as i64);
