@@ -278,6 +278,17 @@ fn beyond_the_outbox_bound_the_oldest_are_dropped_and_counted() {
     let publisher = porch_publisher(&cfg);
     std::thread::sleep(Duration::from_millis(300));
     broker.stop();
+    // Wait until the publisher has seen the broker go (a loaded machine takes a moment):
+    // before that, messages still go to the connection instead of the outbox.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while publisher
+        .stats
+        .connected
+        .load(std::sync::atomic::Ordering::Relaxed)
+        && std::time::Instant::now() < until
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // 10 results: 10 scene messages + 1 state message, into an outbox of 4.
     for seq in 0..10 {
         publisher.publish(result("porch", seq, 2));

@@ -345,3 +345,70 @@ fn bad_datasets_get_clear_errors_or_counted_skips() {
     let err = Dataset::open(&data, 0).unwrap_err();
     assert!(err.to_string().contains("no usable clips"), "{err}");
 }
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_that_resume_continues() {
+    use std::io::{BufRead, BufReader};
+    let dir = common::tempdir();
+    let (data, out) = (dir.path().join("data"), dir.path().join("run"));
+    synth(&data, 2, 3);
+    let args = |epochs: &str| {
+        vec![
+            "train".to_string(),
+            "--data".into(),
+            data.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--profile".into(),
+            "small".into(),
+            "--device".into(),
+            "cpu".into(),
+            "--freeze-image".into(),
+            "--epochs".into(),
+            epochs.to_string(),
+        ]
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avscene"))
+        .args(args("500"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    // Interrupt once the second epoch has been logged.
+    for line in lines.by_ref() {
+        if line.unwrap().contains("epoch 2/500") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let output = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        rest.join("\n")
+    );
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("interrupted"), "{said}");
+    let done = read_log(&out.join("train-log.jsonl")).len();
+    assert!(done >= 2 && done < 500, "{done} epochs logged");
+    assert!(out.join("last.safetensors").is_file() && out.join("optimizer.safetensors").is_file());
+
+    let next = (done + 1).to_string();
+    let resumed = Command::new(env!("CARGO_BIN_EXE_avscene"))
+        .args(args(&next))
+        .arg("--resume")
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert_eq!(read_log(&out.join("train-log.jsonl")).len(), done + 1);
+}
