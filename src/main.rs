@@ -122,58 +122,14 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-
-    /// Which model a command works on (shared by `bench` and `model info`).
     /// Write a synthetic audio-visual scene set in the TAU layout (GStreamer test sources
     /// and noise; each class its own picture and sound).
-    SynthDataset {
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        #[arg(long, default_value_t = 4)]
-        classes: usize,
-        #[arg(long, default_value_t = 9)]
-        clips_per_class: usize,
-        /// Recording locations per class; the last is the evaluation fold.
-        #[arg(long, default_value_t = 3)]
-        locations: usize,
-        #[arg(long, default_value_t = 10)]
-        seconds: u32,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-    },
+    SynthDataset(avscene::train::SynthOptions),
     /// Train a model on a TAU-layout dataset (checkpoints, best model, training log).
     Train {
-        #[arg(long, value_name = "DIR")]
-        data: PathBuf,
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        #[arg(long, default_value_t = 50)]
-        epochs: usize,
-        #[arg(long, default_value = "full")]
-        profile: String,
-        /// Continue from OUT/last.safetensors and OUT/optimizer.safetensors.
-        #[arg(long)]
-        resume: bool,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[arg(long, default_value_t = 1e-4)]
-        lr: f64,
-        /// The paper's 0.1; the authors' code used 0.
-        #[arg(long, default_value_t = 0.1)]
-        weight_decay: f64,
-        #[arg(long, default_value_t = 16)]
-        batch: usize,
-        /// Multiply the learning rate by --lr-decay every N epochs (0: constant).
-        #[arg(long, default_value_t = 0)]
-        lr_step: usize,
-        #[arg(long, default_value_t = 0.1)]
-        lr_decay: f64,
-        /// Keep the image branch as initialised (fast on small machines).
-        #[arg(long)]
-        freeze_image: bool,
-        /// Feature cache directory (default OUT/feature-cache).
-        #[arg(long, value_name = "DIR")]
-        cache: Option<PathBuf>,
+        #[command(flatten)]
+        options: avscene::train::TrainOptions,
+        /// Where to train: auto, cpu, cuda or cuda:N.
         #[arg(long, default_value = "auto")]
         device: avscene::model::DeviceSpec,
     },
@@ -195,7 +151,6 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: avscene::model::DeviceSpec,
     },
-
     /// Classify one media file (sound and picture in one container): each 10 s window and
     /// the whole file.
     Classify {
@@ -209,6 +164,7 @@ enum Command {
     },
 }
 
+/// Which model a command works on (shared by `bench` and `model info`).
 #[derive(Args)]
 struct ModelChoice {
     /// Model file (.safetensors) [default: a freshly initialised model of --profile].
@@ -275,55 +231,8 @@ fn main() -> ExitCode {
             fast_stft,
             overload: !no_overload && !json,
         }),
-        Command::SynthDataset {
-            out,
-            classes,
-            clips_per_class,
-            locations,
-            seconds,
-            seed,
-        } => avscene::commands::synth_dataset(avscene::train::SynthOptions {
-            out,
-            classes,
-            clips_per_class,
-            locations,
-            seconds,
-            seed,
-        }),
-        Command::Train {
-            data,
-            out,
-            epochs,
-            profile,
-            resume,
-            seed,
-            lr,
-            weight_decay,
-            batch,
-            lr_step,
-            lr_decay,
-            freeze_image,
-            cache,
-            device,
-        } => avscene::commands::train(
-            avscene::train::TrainOptions {
-                data,
-                out,
-                epochs,
-                profile,
-                resume,
-                seed,
-                lr,
-                weight_decay,
-                batch,
-                lr_step,
-                lr_decay,
-                freeze_image,
-                cache,
-                device: tch::Device::Cpu,
-            },
-            device,
-        ),
+        Command::SynthDataset(options) => avscene::commands::synth_dataset(options),
+        Command::Train { options, device } => avscene::commands::train(options, device),
         Command::Evaluate {
             model,
             data,

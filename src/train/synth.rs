@@ -24,15 +24,21 @@ pub const SYNTH_CLASSES: &[(&str, &str)] = &[
     ("colors", "violet-noise"),
 ];
 
-/// What to generate.
-#[derive(Debug, Clone)]
+/// What to generate (`avscene synth-dataset`'s options).
+#[derive(Debug, Clone, clap::Args)]
 pub struct SynthOptions {
+    #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    #[arg(long, default_value_t = 4)]
     pub classes: usize,
+    #[arg(long, default_value_t = 9)]
     pub clips_per_class: usize,
     /// Recording locations per class; the last one is the evaluation fold.
+    #[arg(long, default_value_t = 3)]
     pub locations: usize,
+    #[arg(long, default_value_t = 10)]
     pub seconds: u32,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
 

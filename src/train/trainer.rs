@@ -22,27 +22,50 @@ use super::metrics::{Scores, score};
 use super::optim::Adam;
 use crate::model::{Model, ModelSpec, Provenance};
 
-/// `avscene train` settings.
-#[derive(Debug, Clone, Serialize)]
+/// `avscene train` settings (its command-line options).
+#[derive(Debug, Clone, Serialize, clap::Args)]
 pub struct TrainOptions {
+    /// Dataset in the TAU Urban Audio-Visual Scenes 2021 layout.
+    #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
+    /// Where checkpoints, the best model and the training log go.
+    #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Train up to this epoch (with --resume: the total, not more).
+    #[arg(long, default_value_t = 50)]
     pub epochs: usize,
+    /// Architecture of the new model: full (the paper's) or small.
+    #[arg(long, default_value = "full")]
     pub profile: String,
+    /// Continue from OUT/last.safetensors and OUT/optimizer.safetensors.
+    #[arg(long)]
     pub resume: bool,
+    /// Seeds initialisation, shuffling and the location split.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
-    /// The paper says 0.1; the authors' code used 0.
+    /// The paper's 0.1; the authors' code used 0.
+    #[arg(long, default_value_t = 0.1)]
     pub weight_decay: f64,
+    /// Clips per step.
+    #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// Multiply the learning rate by `lr_decay` every `lr_step` epochs (0: never).
+    /// Multiply the learning rate by --lr-decay every N epochs (0: constant).
+    #[arg(long, default_value_t = 0)]
     pub lr_step: usize,
+    #[arg(long, default_value_t = 0.1)]
     pub lr_decay: f64,
-    /// Keep the image branch as initialised (its embeddings are computed once).
+    /// Keep the image branch as initialised (fast on small machines).
+    #[arg(long)]
     pub freeze_image: bool,
-    /// Where features are cached (default: `<out>/feature-cache`).
+    /// Feature cache directory (default OUT/feature-cache).
+    #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// Set from `--device` once resolved.
     #[serde(skip)]
+    #[arg(skip = Device::Cpu)]
     pub device: Device,
 }
 
