@@ -148,6 +148,9 @@ enum Command {
         /// Print the JSON report instead of the table.
         #[arg(long)]
         json: bool,
+        /// Also score the DCASE 1-s protocol: each second from that second alone.
+        #[arg(long)]
+        one_second: bool,
         #[arg(long, default_value = "auto")]
         device: avscene::model::DeviceSpec,
     },
@@ -239,6 +242,7 @@ fn main() -> ExitCode {
             out,
             cache,
             json,
+            one_second,
             device,
         } => avscene::commands::evaluate(avscene::commands::EvaluateArgs {
             model,
@@ -246,6 +250,7 @@ fn main() -> ExitCode {
             out,
             cache,
             json,
+            one_second,
             device,
         }),
         Command::Classify {

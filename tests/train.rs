@@ -97,6 +97,7 @@ fn a_synthetic_set_trains_evaluates_resumes_and_serves() {
         "--device",
         "cpu",
         "--json",
+        "--one-second",
         "--cache",
         cache.to_str().unwrap(),
     ]);
@@ -106,6 +107,10 @@ fn a_synthetic_set_trains_evaluates_resumes_and_serves() {
     assert!(accuracy >= 0.9, "held-out accuracy {accuracy}: {report:#}");
     assert_eq!(report["scores"]["clips"], 6);
     assert_eq!(report["scores"]["confusion"].as_array().unwrap().len(), 3);
+    // The 1-s protocol: ten scored seconds per clip, each from that second alone.
+    assert_eq!(report["scores_1s"]["clips"], 60);
+    let one_second = report["scores_1s"]["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&one_second), "{report:#}");
     assert!(out.join("evaluation.json").is_file());
     assert!(is_png(&out.join("confusion.png")));
     assert!(is_png(&out.join("learning-curves.png")));
@@ -400,7 +405,7 @@ fn ctrl_c_saves_a_checkpoint_that_resume_continues() {
     assert!(output.status.success(), "{said}");
     assert!(said.contains("interrupted"), "{said}");
     let done = read_log(&out.join("train-log.jsonl")).len();
-    assert!(done >= 2 && done < 500, "{done} epochs logged");
+    assert!((2..500).contains(&done), "{done} epochs logged");
     assert!(out.join("last.safetensors").is_file() && out.join("optimizer.safetensors").is_file());
 
     let next = (done + 1).to_string();

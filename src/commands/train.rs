@@ -89,6 +89,7 @@ pub struct EvaluateArgs {
     pub out: Option<PathBuf>,
     pub cache: Option<PathBuf>,
     pub json: bool,
+    pub one_second: bool,
     pub device: DeviceSpec,
 }
 
@@ -104,6 +105,7 @@ pub fn evaluate(args: EvaluateArgs) -> ExitCode {
         cache: args.cache,
         seed: 0,
         device,
+        one_second: args.one_second,
     };
     match crate::train::evaluate(&options) {
         Ok(evaluation) => {
@@ -113,7 +115,12 @@ pub fn evaluate(args: EvaluateArgs) -> ExitCode {
                     Err(e) => return fail(format!("{}: {e}", evaluation.report.display())),
                 }
             } else {
+                println!("clip protocol (10 s):");
                 print!("{}", evaluation.scores.table());
+                if let Some(scores) = &evaluation.one_second {
+                    println!("1-s protocol:");
+                    print!("{}", scores.table());
+                }
                 for s in &evaluation.skipped {
                     println!("skipped {}: {}", s.file, s.reason);
                 }
