@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Broker, first_message};
+use common::{Broker, first_message, messages};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -91,27 +91,6 @@ fn http_until(
 fn metric(page: &str, name: &str) -> Option<f64> {
     page.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// `count` messages on `topic` (`-v`: "topic payload" lines), waiting up to `seconds`.
-fn messages(port: u16, topic: &str, count: usize, seconds: u64) -> Vec<String> {
-    let out = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            topic,
-            "-v",
-        ])
-        .args(["-C", &count.to_string(), "-W", &seconds.to_string()])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 /// SIGTERM: the daemon must exit 0 within its 5 s stop limit (8 s here, for a loaded

@@ -186,22 +186,27 @@ pub fn demo_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     path
 }
 
-/// The first message on `topic` of the broker on `port` (a retained one at once), or ""
-/// after `seconds`.
-pub fn first_message(port: u16, topic: &str, seconds: u64) -> String {
+/// What `mosquitto_sub` prints for `count` messages on `topic` of the broker on `port`
+/// (retained ones at once), waiting up to `seconds`; `-v` and friends in `extra`.
+fn subscribe(port: u16, topic: &str, count: usize, seconds: u64, extra: &[&str]) -> String {
     let out = std::process::Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            topic,
-            "-C",
-            "1",
-        ])
-        .args(["-W", &seconds.to_string()])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic])
+        .args(["-C", &count.to_string(), "-W", &seconds.to_string()])
+        .args(extra)
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The first message on `topic` (a retained one at once), or "" after `seconds`.
+pub fn first_message(port: u16, topic: &str, seconds: u64) -> String {
+    subscribe(port, topic, 1, seconds, &[]).trim().to_string()
+}
+
+/// Up to `count` messages on `topic` as "topic payload" lines, waiting up to `seconds`.
+pub fn messages(port: u16, topic: &str, count: usize, seconds: u64) -> Vec<String> {
+    subscribe(port, topic, count, seconds, &["-v"])
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
