@@ -40,6 +40,18 @@ fn synth(dir: &Path, classes: usize, clips: usize) {
     .unwrap();
 }
 
+/// `avscene train` on `data` into `out`: small profile, CPU, `epochs`, then `extra`.
+fn train_args(data: &Path, out: &Path, epochs: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["train", "--profile", "small", "--device", "cpu"]
+        .map(String::from)
+        .to_vec();
+    args.extend(["--data".into(), data.display().to_string()]);
+    args.extend(["--out".into(), out.display().to_string()]);
+    args.extend(["--epochs".into(), epochs.to_string()]);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
 fn is_png(path: &Path) -> bool {
     std::fs::read(path).is_ok_and(|b| b.starts_with(b"\x89PNG\r\n\x1a\n") && b.len() > 1000)
 }
@@ -50,30 +62,14 @@ fn a_synthetic_set_trains_evaluates_resumes_and_serves() {
     let (data, out) = (dir.path().join("data"), dir.path().join("run"));
     synth(&data, 3, 6);
     let cache = dir.path().join("cache");
+    let cache = cache.display().to_string();
     let train = |epochs: &str, resume: bool| {
-        let mut args = vec![
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--profile",
-            "small",
-            "--device",
-            "cpu",
-            "--lr",
-            "1e-3",
-            "--batch",
-            "4",
-            "--epochs",
-            epochs,
-            "--cache",
-            cache.to_str().unwrap(),
-        ];
+        let mut extra = vec!["--lr", "1e-3", "--batch", "4", "--cache", &cache];
         if resume {
-            args.push("--resume");
+            extra.push("--resume");
         }
-        avscene(&args)
+        let args = train_args(&data, &out, epochs, &extra);
+        avscene(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let run = train("12", false);
     assert!(run.status.success(), "{}", text(&run));
@@ -99,7 +95,7 @@ fn a_synthetic_set_trains_evaluates_resumes_and_serves() {
         "--json",
         "--one-second",
         "--cache",
-        cache.to_str().unwrap(),
+        &cache,
     ]);
     assert!(eval.status.success(), "{}", text(&eval));
     let report: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
@@ -318,20 +314,8 @@ fn bad_datasets_get_clear_errors_or_counted_skips() {
     );
 
     let out = dir.path().join("run");
-    let run = avscene(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--profile",
-        "small",
-        "--device",
-        "cpu",
-        "--epochs",
-        "1",
-        "--freeze-image",
-    ]);
+    let args = train_args(&data, &out, "1", &["--freeze-image"]);
+    let run = avscene(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let said = text(&run);
     assert!(run.status.success(), "{said}");
     assert!(
@@ -357,22 +341,7 @@ fn ctrl_c_saves_a_checkpoint_that_resume_continues() {
     let dir = common::tempdir();
     let (data, out) = (dir.path().join("data"), dir.path().join("run"));
     synth(&data, 2, 3);
-    let args = |epochs: &str| {
-        vec![
-            "train".to_string(),
-            "--data".into(),
-            data.display().to_string(),
-            "--out".into(),
-            out.display().to_string(),
-            "--profile".into(),
-            "small".into(),
-            "--device".into(),
-            "cpu".into(),
-            "--freeze-image".into(),
-            "--epochs".into(),
-            epochs.to_string(),
-        ]
-    };
+    let args = |epochs: &str| train_args(&data, &out, epochs, &["--freeze-image"]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_avscene"))
         .args(args("500"))
         .stdout(std::process::Stdio::piped())
