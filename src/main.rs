@@ -125,13 +125,32 @@ enum Command {
     /// Write a synthetic audio-visual scene set in the TAU layout (GStreamer test sources
     /// and noise; each class its own picture and sound).
     SynthDataset(avscene::train::SynthOptions),
-    /// Train a model on a TAU-layout dataset (checkpoints, best model, training log).
+    /// Train a model on a dataset, TAU or folder-per-label (checkpoints, best model,
+    /// training log); --init fine-tunes an existing model.
     Train {
         #[command(flatten)]
         options: avscene::train::TrainOptions,
         /// Where to train: auto, cpu, cuda or cuda:N.
         #[arg(long, default_value = "auto")]
         device: avscene::model::DeviceSpec,
+    },
+    /// Record labelled 10 s clips from a configured stream into a folder-per-label dataset
+    /// (WAV + lossless MKV per clip, recordings.csv), to train on your own scenes.
+    Record {
+        /// Configuration file [default: /etc/avscene/avscene.toml, else ./config/avscene.toml].
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        options: avscene::train::RecordOptions,
+    },
+    /// Summarise a dataset (TAU or folder-per-label): labels, recordings, 10 s clips,
+    /// duration, locations, and the problems found. Exit 2 when it cannot train.
+    DatasetInfo {
+        /// The dataset directory.
+        data: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Score a model on a dataset's evaluation clips: DCASE accuracy and log-loss per
     /// class and overall, confusion matrix, JSON report and PNG plots.
@@ -236,6 +255,10 @@ fn main() -> ExitCode {
         }),
         Command::SynthDataset(options) => avscene::commands::synth_dataset(options),
         Command::Train { options, device } => avscene::commands::train(options, device),
+        Command::Record { config, options } => {
+            avscene::commands::record(config.as_deref(), options)
+        }
+        Command::DatasetInfo { data, json } => avscene::commands::dataset_info(data, json),
         Command::Evaluate {
             model,
             data,

@@ -209,6 +209,7 @@ fn the_location_split_never_puts_a_location_on_both_sides() {
                     video: PathBuf::from(format!("{label}-city-{location}-{segment}.mp4")),
                     label: label.to_string(),
                     identifier: format!("city-{label}{location}"),
+                    cut: false,
                 });
             }
         }
@@ -232,11 +233,11 @@ fn the_location_split_never_puts_a_location_on_both_sides() {
 #[test]
 fn bad_datasets_get_clear_errors_or_counted_skips() {
     let dir = common::tempdir();
-    // No meta.csv.
+    // No meta.csv, no label folders.
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let err = Dataset::open(&empty, 0).unwrap_err();
-    assert!(matches!(err, DatasetError::NoMeta(_)));
+    assert!(matches!(err, DatasetError::NotFound(_)));
     assert!(err.to_string().contains("meta.csv"), "{err}");
     let out = avscene(&[
         "train",
@@ -246,7 +247,7 @@ fn bad_datasets_get_clear_errors_or_counted_skips() {
         dir.path().join("o").to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("meta.csv: not found"), "{}", text(&out));
+    assert!(text(&out).contains("not a dataset"), "{}", text(&out));
 
     // A set to damage: 2 classes × 3 clips (location 2 is the evaluation fold).
     let data = dir.path().join("data");

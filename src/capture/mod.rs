@@ -11,5 +11,20 @@ mod stream;
 pub use config::{CaptureConfig, StreamConfig, StreamSpec};
 pub use handoff::{WindowSender, window_queue};
 pub use pipeline::{AUDIO_SINK, AUDIO_TAIL, PipelineFile, VIDEO_SINK, VIDEO_TAIL, check_launch};
-pub use save::{save_window, write_png, write_wav};
+pub use save::{save_window, write_png, write_video, write_wav};
 pub use stream::{StreamHandle, StreamState, StreamStats, spawn};
+
+/// Wait for a playing pipeline's end of stream (or its first error) for up to `seconds`.
+pub fn wait_for_end(pipeline: &gstreamer::Element, seconds: u64) -> Result<(), String> {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    let bus = pipeline.bus().ok_or("pipeline without a bus")?;
+    for message in bus.iter_timed(gst::ClockTime::from_seconds(seconds)) {
+        match message.view() {
+            gst::MessageView::Eos(_) => return Ok(()),
+            gst::MessageView::Error(e) => return Err(e.error().to_string()),
+            _ => {}
+        }
+    }
+    Err(format!("no end of stream within {seconds} s"))
+}

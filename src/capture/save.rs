@@ -1,9 +1,13 @@
-//! Writing a window to disk as the model sees it: the audio as a 32-bit float WAV and
-//! each frame as a PNG.
+//! Writing a window to disk as the model sees it: the audio as a 32-bit float WAV, each
+//! frame as a PNG, or the frames as a lossless video (FFV1 in Matroska, 1 fps) that the
+//! capture path decodes back to the very same pixels.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
 
 use crate::window::{FRAME_SIDE, SAMPLE_RATE, Window};
 
@@ -51,4 +55,55 @@ pub fn save_window(dir: &Path, window: &Window) -> std::io::Result<std::path::Pa
         write_png(&out.join(format!("frame-{i}.png")), frame)?;
     }
     Ok(out)
+}
+
+/// Frames (224×224 RGB, one per second) as a lossless Matroska video: FFV1 codes RGB
+/// exactly (through BGRx, a repacking), so decoding gives back the same pixels.
+pub fn write_video(path: &Path, frames: &[std::sync::Arc<[u8]>]) -> Result<(), String> {
+    gst::init().map_err(|e| format!("GStreamer cannot start: {e}"))?;
+    let launch = "appsrc name=frames format=time ! videoconvert ! video/x-raw,format=BGRx \
+        ! avenc_ffv1 ! matroskamux ! filesink name=file";
+    let pipeline = gst::parse::launch(launch)
+        .map_err(|e| {
+            format!("cannot build the video writer (is gstreamer1.0-libav installed?): {e}")
+        })?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "the video writer is not a pipeline".to_string())?;
+    let element = |name: &str| {
+        pipeline
+            .by_name(name)
+            .ok_or_else(|| format!("the video writer has no element '{name}'"))
+    };
+    element("file")?.set_property("location", path.to_string_lossy().to_string());
+    let source = element("frames")?
+        .downcast::<gstreamer_app::AppSrc>()
+        .map_err(|_| "'frames' is not an appsrc".to_string())?;
+    let side = FRAME_SIDE as i32;
+    source.set_caps(Some(
+        &gst::Caps::builder("video/x-raw")
+            .field("format", "RGB")
+            .field("width", side)
+            .field("height", side)
+            .field("framerate", gst::Fraction::new(1, 1))
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+            .build(),
+    ));
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| format!("cannot start the video writer: {e}"))?;
+    for (i, frame) in frames.iter().enumerate() {
+        let mut buffer = gst::Buffer::from_slice(frame.to_vec());
+        if let Some(b) = buffer.get_mut() {
+            b.set_pts(gst::ClockTime::from_seconds(i as u64));
+            b.set_duration(gst::ClockTime::SECOND);
+        }
+        source
+            .push_buffer(buffer)
+            .map_err(|e| format!("the video writer refused a frame: {e:?}"))?;
+    }
+    let _ = source.end_of_stream();
+    let result = super::wait_for_end(pipeline.upcast_ref(), 30)
+        .map_err(|e| format!("cannot write the video: {e}"));
+    let _ = pipeline.set_state(gst::State::Null);
+    result
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 mod train;
 
-pub use train::{EvaluateArgs, classify, evaluate, synth_dataset, train};
+pub use train::{EvaluateArgs, classify, dataset_info, evaluate, record, synth_dataset, train};
 
 use crate::config::Settings;
 use crate::model::{DeviceSpec, Model, ModelSpec, PROFILES};
@@ -341,6 +341,25 @@ pub fn import_weights(args: ImportArgs<'_>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The configured stream named `name`, or the first enabled one.
+fn pick_stream(
+    settings: &Settings,
+    name: Option<&str>,
+) -> Result<crate::capture::StreamSpec, String> {
+    let spec = match name {
+        Some(name) => settings.streams.iter().find(|s| s.name == name),
+        None => settings.streams.first(),
+    };
+    spec.cloned().ok_or_else(|| {
+        let names: Vec<&str> = settings.streams.iter().map(|s| s.name.as_str()).collect();
+        format!(
+            "no enabled stream named '{}' (streams: {})",
+            name.unwrap_or(""),
+            names.join(", ")
+        )
+    })
+}
+
 /// `avscene capture`: run one stream and report each window; optionally save them.
 pub fn capture(
     config: Option<&Path>,
@@ -356,17 +375,9 @@ pub fn capture(
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let names: Vec<&str> = settings.streams.iter().map(|s| s.name.as_str()).collect();
-    let spec = match stream {
-        Some(name) => settings.streams.iter().find(|s| s.name == name),
-        None => settings.streams.first(),
-    };
-    let Some(spec) = spec.cloned() else {
-        return fail(format!(
-            "no enabled stream named '{}' (streams: {})",
-            stream.unwrap_or(""),
-            names.join(", ")
-        ));
+    let spec = match pick_stream(&settings, stream) {
+        Ok(spec) => spec,
+        Err(e) => return fail(e),
     };
     if let Some(dir) = save_dir {
         if let Err(e) = std::fs::create_dir_all(dir) {

@@ -7,7 +7,10 @@ use std::sync::atomic::AtomicBool;
 
 use super::fail;
 use crate::model::DeviceSpec;
-use crate::train::{EvaluateOptions, SynthOptions, TrainError, TrainOptions, synth_label};
+use crate::train::{
+    EvaluateOptions, RecordError, RecordOptions, SynthOptions, TrainError, TrainOptions,
+    synth_label,
+};
 
 /// Usage mistakes in the dataset or options: exit 2, as for configuration errors.
 const EXIT_INPUT: u8 = 2;
@@ -57,6 +60,9 @@ pub fn train(mut options: TrainOptions, device_spec: DeviceSpec) -> ExitCode {
         Ok(summary) => {
             for s in &summary.skipped {
                 eprintln!("skipped {}: {}", s.file, s.reason);
+            }
+            for note in &summary.notes {
+                eprintln!("note: {note}");
             }
             if let Some(best) = &summary.best {
                 println!(
@@ -196,4 +202,139 @@ pub fn classify(model: PathBuf, file: PathBuf, json: bool, device_spec: DeviceSp
         println!("  {:20} {:.3}", result.classes[i], result.mean[i]);
     }
     ExitCode::SUCCESS
+}
+
+/// `avscene dataset-info`: labels, clips, duration and problems of a dataset. Exit 0 when
+/// it can train (problems or not), 2 when it cannot.
+pub fn dataset_info(data: PathBuf, json: bool) -> ExitCode {
+    let info = match crate::train::dataset::inspect(&data, 0) {
+        Ok(info) => info,
+        Err(e) => return train_failed(TrainError::Dataset(e)),
+    };
+    if json {
+        println!("{:#}", serde_json::json!(info));
+    } else {
+        let minutes = |s: f64| format!("{}:{:04.1}", (s / 60.0).floor(), s % 60.0);
+        println!(
+            "{}: {} layout, {} label(s), {} recording(s), {} clip(s) of 10 s, {} (min:s)",
+            info.root.display(),
+            info.layout,
+            info.labels.len(),
+            info.recordings,
+            info.clips,
+            minutes(info.seconds)
+        );
+        println!(
+            "  {:24} {:>10} {:>7} {:>10} {:>9}",
+            "label", "recordings", "clips", "duration", "locations"
+        );
+        for (label, l) in &info.labels {
+            println!(
+                "  {label:24} {:>10} {:>7} {:>10} {:>9}",
+                l.recordings,
+                l.clips,
+                minutes(l.seconds),
+                l.locations
+            );
+        }
+        if let Some(split) = &info.split {
+            println!("validation: {split}");
+        }
+        if !info.problems.is_empty() {
+            println!("problems ({}):", info.problems.len());
+            for p in &info.problems {
+                println!("  {}: {}", p.file, p.reason);
+            }
+        }
+        for note in &info.notes {
+            println!("note: {note}");
+        }
+    }
+    match &info.cannot_train {
+        Some(reason) => {
+            eprintln!("avscene: cannot train on it: {reason}");
+            ExitCode::from(EXIT_INPUT)
+        }
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// `avscene record`: labelled clips from a configured stream into a dataset folder.
+pub fn record(config: Option<&std::path::Path>, options: RecordOptions) -> ExitCode {
+    let settings = match crate::config::Settings::load(config) {
+        Ok(s) => s,
+        Err(error) => {
+            eprintln!("avscene: invalid configuration: {error}");
+            return ExitCode::from(EXIT_INPUT);
+        }
+    };
+    let spec = match super::pick_stream(&settings, options.stream.as_deref()) {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("avscene: --stream: {e}");
+            return ExitCode::from(EXIT_INPUT);
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(signal, stop.clone());
+    }
+    let target = crate::train::record::clips_in_minutes(options.minutes);
+    eprintln!(
+        "recording {target} clip(s) of 10 s labelled '{}' from stream '{}' into {}; the first \
+         comes after 10 s; Ctrl-C stops and keeps what was recorded",
+        options.label,
+        spec.name,
+        options.out.join(&options.label).display()
+    );
+    let bar = crate::train::progress(target as u64, "recording");
+    let result = crate::train::record(
+        &options,
+        spec,
+        settings.config.capture.clone(),
+        stop,
+        |line| {
+            if line.starts_with("clip ") {
+                bar.inc(1);
+            }
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        },
+    );
+    bar.finish_and_clear();
+    match result {
+        Ok(summary) => {
+            let mut line = format!(
+                "recorded {} clip(s) into {}",
+                summary.written.len(),
+                options.out.display()
+            );
+            if summary.gappy > 0 {
+                line.push_str(&format!(
+                    "; {} window(s) left out where the source stalled",
+                    summary.gappy
+                ));
+            }
+            if summary.interrupted {
+                line.push_str("; interrupted: what was recorded is kept");
+            }
+            if let Some(reason) = &summary.ended {
+                line.push_str(&format!("; stopped early: {reason}"));
+            }
+            println!("{line}");
+            if summary.ended.is_some() && summary.written.len() < target && !summary.interrupted {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e @ (RecordError::Label(_) | RecordError::Minutes(_))) => {
+            eprintln!("avscene: {e}");
+            ExitCode::from(EXIT_INPUT)
+        }
+        Err(e) => fail(e),
+    }
 }

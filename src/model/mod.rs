@@ -140,6 +140,40 @@ impl Model {
         }
     }
 
+    /// This model under another label set, for fine-tuning: every weight is kept but the
+    /// classifier's, whose rows follow their labels (a label the model knows keeps its
+    /// row, a new one gets a fresh row). Returns the model and how many labels kept a row.
+    pub fn relabel(&self, classes: &[String]) -> (Model, usize) {
+        let mut spec = self.spec.clone();
+        spec.classes = classes.to_vec();
+        let model = Model::fresh(spec, self.vs.device());
+        let old = self.vs.variables();
+        let rows: Vec<(i64, i64)> = classes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, label)| {
+                let j = self.spec.classes.iter().position(|c| c == label)?;
+                Some((i as i64, j as i64))
+            })
+            .collect();
+        tch::no_grad(|| {
+            for (name, mut var) in model.vs.variables() {
+                let Some(source) = old.get(&name) else {
+                    continue;
+                };
+                if name.starts_with("classifier.") {
+                    for &(i, j) in &rows {
+                        var.get(i).copy_(&source.get(j));
+                    }
+                } else {
+                    var.copy_(source);
+                }
+            }
+        });
+        model.net.openl3.weights_changed();
+        (model, rows.len())
+    }
+
     /// Trainable parameters per part, in the order openl3, audio branch, image branch,
     /// fusion (with the classifier).
     pub fn parameter_counts(&self) -> PartCounts {

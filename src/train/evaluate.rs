@@ -58,19 +58,19 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<Evaluation, TrainError> {
         bar.inc(1);
         let Some(class) = model.spec.classes.iter().position(|c| *c == clip.label) else {
             skipped.push(Skip {
-                file: clip.audio.display().to_string(),
+                file: clip.name(),
                 reason: format!("label '{}' is not one of the model's classes", clip.label),
             });
             continue;
         };
         match cache.get(&model, clip) {
-            Ok(f) => clips.push(Prepared {
+            Ok(features) => clips.extend(features.into_iter().map(|f| Prepared {
                 audio: f.audio,
                 frames: f.frames,
                 class: class as i64,
-            }),
+            })),
             Err(reason) => skipped.push(Skip {
-                file: clip.audio.display().to_string(),
+                file: clip.name(),
                 reason,
             }),
         }

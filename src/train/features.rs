@@ -1,7 +1,8 @@
-//! A clip's model inputs, decoded through the live capture and window code (non-live, as
-//! fast as the decoder goes) and kept in an on-disk cache: the OpenL3 embeddings (96 ×
-//! E) and the 10 frames (224 × 224 RGB) of the clip's first 10 s window. Keys cover the
-//! files' contents and everything the features depend on (front end, OpenL3 weights), so
+//! A recording's model inputs, decoded through the live capture and window code (non-live,
+//! as fast as the decoder goes) and kept in an on-disk cache: for each 10 s clip the
+//! OpenL3 embeddings (96 × E) and the 10 frames (224 × 224 RGB). A TAU clip gives its first
+//! window; a folder-per-label file every window a clip length apart. Keys cover the files'
+//! contents and everything the features depend on (front end, OpenL3 weights, cutting), so
 //! a cache is reused across epochs and runs and never serves stale features.
 
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use super::dataset::{Clip, fnv1a};
 use crate::capture::{CaptureConfig, PipelineFile, StreamSpec, StreamState, spawn, window_queue};
 use crate::infer::window_audio_frames;
 use crate::model::Model;
-use crate::window::{FRAME_SIDE, Window, WindowConfig};
+use crate::window::{FRAME_SIDE, WINDOW_SECONDS, Window, WindowConfig};
 
 /// The built-in pipeline of a dataset clip: the picture from the video file, the sound
 /// from the audio file (TAU ships both; the video's own sound track is ignored).
@@ -53,20 +54,35 @@ video = "src."
 audio = "src."
 "#;
 
-/// Decode `clip` into its first full window, through the capture path.
-pub fn decode_clip(clip: &Clip) -> Result<Window, String> {
-    let params = [
-        ("video_uri", file_uri(&clip.video)?),
-        ("audio_uri", file_uri(&clip.audio)?),
-    ];
-    let mut windows = decode(CLIP_PIPELINE, &params, Some(1))?;
-    tracing::debug!("{}: decoded", clip.audio.display());
-    Ok(windows.remove(0))
+/// Decode a recording through the capture path: a TAU clip into its first full window, a
+/// file to cut into consecutive non-overlapping windows.
+pub fn decode_recording(clip: &Clip) -> Result<Vec<Window>, String> {
+    let (limit, hop_s) = if clip.cut {
+        (None, WINDOW_SECONDS)
+    } else {
+        (Some(1), 1.0)
+    };
+    let windows = if clip.audio == clip.video {
+        decode(
+            FILE_PIPELINE,
+            &[("uri", file_uri(&clip.video)?)],
+            limit,
+            hop_s,
+        )
+    } else {
+        let params = [
+            ("video_uri", file_uri(&clip.video)?),
+            ("audio_uri", file_uri(&clip.audio)?),
+        ];
+        decode(CLIP_PIPELINE, &params, limit, hop_s)
+    }?;
+    tracing::debug!("{}: {} window(s)", clip.name(), windows.len());
+    Ok(windows)
 }
 
-/// Decode a media file into all its 10 s windows (a hop apart).
+/// Decode a media file into all its 10 s windows (a second apart).
 pub fn decode_file(file: &Path) -> Result<Vec<Window>, String> {
-    decode(FILE_PIPELINE, &[("uri", file_uri(file)?)], None)
+    decode(FILE_PIPELINE, &[("uri", file_uri(file)?)], None, 1.0)
 }
 
 /// Run a built-in pipeline file through the capture path until `limit` windows or the
@@ -75,6 +91,7 @@ fn decode(
     pipeline: &str,
     params: &[(&str, String)],
     limit: Option<usize>,
+    hop_s: f64,
 ) -> Result<Vec<Window>, String> {
     let file: PipelineFile = toml::from_str(pipeline).map_err(|e| e.to_string())?;
     let params = params
@@ -91,7 +108,11 @@ fn decode(
         launch,
     };
     let (tx, rx) = window_queue(1024);
-    let handle = spawn(spec, CaptureConfig::default(), WindowConfig::default(), tx);
+    let windows = WindowConfig {
+        hop_s,
+        ..WindowConfig::default()
+    };
+    let handle = spawn(spec, CaptureConfig::default(), windows, tx);
     let until = Instant::now() + Duration::from_secs(600);
     let mut windows = Vec::new();
     let outcome = loop {
@@ -168,7 +189,8 @@ impl FeatureCache {
     pub fn new(dir: &Path, model: &Model) -> Result<FeatureCache, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
-        let mut settings = fnv1a(format!("{:?}", model.features).as_bytes());
+        // "v2": entries hold every clip of a recording, stacked.
+        let mut settings = fnv1a(format!("v2 {:?}", model.features).as_bytes());
         let mut named: Vec<(String, Tensor)> = model
             .vs
             .variables()
@@ -193,16 +215,21 @@ impl FeatureCache {
 
     fn key(&self, clip: &Clip) -> Result<String, String> {
         let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-        let audio = fnv1a(&read(&clip.audio)?);
         let video = fnv1a(&read(&clip.video)?);
+        let audio = if clip.audio == clip.video {
+            video
+        } else {
+            fnv1a(&read(&clip.audio)?)
+        };
+        let cut = if clip.cut { fnv1a(b"cut 10 s") } else { 0 };
         Ok(format!(
             "{:016x}",
-            audio.rotate_left(21) ^ video ^ self.settings.rotate_left(42)
+            audio.rotate_left(21) ^ video ^ self.settings.rotate_left(42) ^ cut
         ))
     }
 
-    /// The clip's features from the cache, or decoded, computed and stored.
-    pub fn get(&mut self, model: &Model, clip: &Clip) -> Result<ClipFeatures, String> {
+    /// The recording's clips' features from the cache, or decoded, computed and stored.
+    pub fn get(&mut self, model: &Model, clip: &Clip) -> Result<Vec<ClipFeatures>, String> {
         let path = self.dir.join(format!("{}.safetensors", self.key(clip)?));
         if let Ok(tensors) = Tensor::read_safetensors(&path) {
             let find = |name: &str| {
@@ -213,18 +240,28 @@ impl FeatureCache {
             };
             if let (Some(audio), Some(frames)) = (find("audio"), find("frames")) {
                 self.hits += 1;
-                return Ok(ClipFeatures { audio, frames });
+                // Stacked: (clips, 96, E) and (clips, 10, 224, 224, 3).
+                let clips = audio.size()[0];
+                return Ok((0..clips)
+                    .map(|i| ClipFeatures {
+                        audio: audio.get(i),
+                        frames: frames.get(i),
+                    })
+                    .collect());
             }
         }
-        let window = decode_clip(clip)?;
-        let features = window_features(model, &window);
+        let features: Vec<ClipFeatures> = decode_recording(clip)?
+            .into_iter()
+            .map(|window| window_features(model, &window))
+            .collect();
+        let stack = |part: fn(&ClipFeatures) -> &Tensor| {
+            Tensor::stack(&features.iter().map(part).collect::<Vec<_>>(), 0)
+        };
+        let (audio, frames) = (stack(|f| &f.audio), stack(|f| &f.frames));
         let temporary = path.with_extension("partial");
-        Tensor::write_safetensors(
-            &[("audio", &features.audio), ("frames", &features.frames)],
-            &temporary,
-        )
-        .and_then(|()| std::fs::rename(&temporary, &path).map_err(Into::into))
-        .map_err(|e| format!("{}: cannot write the feature cache: {e}", path.display()))?;
+        Tensor::write_safetensors(&[("audio", &audio), ("frames", &frames)], &temporary)
+            .and_then(|()| std::fs::rename(&temporary, &path).map_err(Into::into))
+            .map_err(|e| format!("{}: cannot write the feature cache: {e}", path.display()))?;
         self.computed += 1;
         Ok(features)
     }

@@ -1,6 +1,7 @@
-//! Training and evaluation on datasets in the TAU Urban Audio-Visual Scenes 2021 layout,
-//! decoded through the live capture and window code: the dataset reader, the feature
-//! cache, the training loop, DCASE metrics, plots, and a synthetic dataset generator.
+//! Training and evaluation on datasets (TAU Urban Audio-Visual Scenes 2021 layout, or one
+//! folder per label), decoded through the live capture and window code: the dataset
+//! reader, the feature cache, the training loop, DCASE metrics, plots, recording labelled
+//! clips from a live stream, and a synthetic dataset generator.
 
 pub mod dataset;
 mod evaluate;
@@ -8,10 +9,12 @@ pub mod features;
 pub mod metrics;
 pub mod optim;
 mod plot;
+pub mod record;
 pub mod synth;
 mod trainer;
 
 pub use dataset::{Clip, Dataset, DatasetError, Skip};
 pub use evaluate::{Classification, EvaluateOptions, Evaluation, classify_file, evaluate};
+pub use record::{RecordError, RecordOptions, RecordSummary, record};
 pub use synth::{SYNTH_CLASSES, SynthOptions, synth_dataset, synth_label};
-pub use trainer::{EpochLog, TrainError, TrainOptions, TrainSummary, read_log, train};
+pub use trainer::{EpochLog, TrainError, TrainOptions, TrainSummary, progress, read_log, train};

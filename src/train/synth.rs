@@ -161,24 +161,10 @@ fn write_clip(
 /// Run a finite pipeline to its end of stream.
 pub fn run_to_end(launch: &str) -> Result<(), String> {
     let pipeline = gst::parse::launch(launch).map_err(|e| e.to_string())?;
-    let bus = pipeline.bus().ok_or("pipeline without a bus")?;
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|e| format!("cannot start: {e}"))?;
-    let mut result = Err("no end of stream within 60 s".to_string());
-    for message in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
-        match message.view() {
-            gst::MessageView::Eos(_) => {
-                result = Ok(());
-                break;
-            }
-            gst::MessageView::Error(e) => {
-                result = Err(e.error().to_string());
-                break;
-            }
-            _ => {}
-        }
-    }
+    let result = crate::capture::wait_for_end(&pipeline, 60);
     let _ = pipeline.set_state(gst::State::Null);
     result
 }

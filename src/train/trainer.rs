@@ -1,7 +1,9 @@
-//! `avscene train`: the paper's recipe on a TAU-layout dataset, with the model code that
-//! serves. OpenL3 stays frozen (its embeddings come from the feature cache); the image
-//! branch is fine-tuned end to end unless `freeze_image` (small machines); Adam with
-//! weight decay, batches of 16, shuffled each epoch, cross-entropy on the clip logits.
+//! `avscene train`: the paper's recipe on a dataset (TAU or folder-per-label layout), with
+//! the model code that serves. OpenL3 stays frozen (its embeddings come from the feature
+//! cache); the image branch is fine-tuned end to end unless `freeze_image` (small
+//! machines); Adam with weight decay, batches of 16, shuffled each epoch, cross-entropy on
+//! the clip logits. `init` starts from another model (fine-tuning), its classifier rebuilt
+//! when the labels differ.
 //! Every epoch writes `last.safetensors` (+ `optimizer.safetensors`) and a line in
 //! `train-log.jsonl`; the epoch with the lowest validation log-loss is `best.safetensors`.
 //! `--resume` continues from `last`; Ctrl-C saves it and exits cleanly.
@@ -25,7 +27,8 @@ use crate::model::{Model, ModelSpec, Provenance};
 /// `avscene train` settings (its command-line options).
 #[derive(Debug, Clone, Serialize, clap::Args)]
 pub struct TrainOptions {
-    /// Dataset in the TAU Urban Audio-Visual Scenes 2021 layout.
+    /// Dataset: TAU Urban Audio-Visual Scenes 2021 layout, or one folder per label
+    /// (DIR/<label>/ media files, as `avscene record` writes).
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
     /// Where checkpoints, the best model and the training log go.
@@ -34,9 +37,14 @@ pub struct TrainOptions {
     /// Train up to this epoch (with --resume: the total, not more).
     #[arg(long, default_value_t = 50)]
     pub epochs: usize,
-    /// Architecture of the new model: full (the paper's) or small.
-    #[arg(long, default_value = "full")]
-    pub profile: String,
+    /// Architecture of the new model: full (the paper's) or small [default: full].
+    #[arg(long, conflicts_with = "init")]
+    pub profile: Option<String>,
+    /// Fine-tune: start from this model file (architecture and weights). When its labels
+    /// differ from the dataset's, the classifier is rebuilt for the new ones (labels it
+    /// knows keep their weights); the rest is kept.
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
     /// Continue from OUT/last.safetensors and OUT/optimizer.safetensors.
     #[arg(long)]
     pub resume: bool,
@@ -57,8 +65,10 @@ pub struct TrainOptions {
     pub lr_step: usize,
     #[arg(long, default_value_t = 0.1)]
     pub lr_decay: f64,
-    /// Keep the image branch as initialised (fast on small machines).
-    #[arg(long)]
+    /// Freeze the encoders: the image branch keeps its weights (OpenL3 always does) and
+    /// only the audio branch, fusion and classifier train, on embeddings computed once —
+    /// minutes on a small CPU. Best with --init.
+    #[arg(long, alias = "freeze-encoders")]
     pub freeze_image: bool,
     /// Feature cache directory (default OUT/feature-cache).
     #[arg(long, value_name = "DIR")]
@@ -102,6 +112,8 @@ pub struct TrainSummary {
     pub epochs_done: usize,
     pub best: Option<EpochLog>,
     pub skipped: Vec<Skip>,
+    /// Warnings about the data (labels not validated, too few clips, the split).
+    pub notes: Vec<String>,
     pub interrupted: bool,
 }
 
@@ -116,6 +128,7 @@ pub(super) struct Prepared {
 
 pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary, TrainError> {
     let dataset = Dataset::open(&options.data, options.seed)?;
+    dataset.check_trainable()?;
     std::fs::create_dir_all(&options.out)
         .map_err(|e| format!("{}: cannot create: {e}", options.out.display()))?;
     let last_path = options.out.join("last.safetensors");
@@ -123,6 +136,8 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
     let log_path = options.out.join("train-log.jsonl");
 
     tch::manual_seed(options.seed as i64);
+    // Where the weights started, kept in every saved model's provenance.
+    let mut init = None;
     let mut model = if options.resume {
         let model =
             Model::load(&last_path, options.device).map_err(|e| format!("--resume: {e}"))?;
@@ -134,26 +149,53 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
                 dataset.classes
             )));
         }
+        init = model.provenance.details.get("init").cloned();
+        model
+    } else if let Some(path) = &options.init {
+        let base = Model::load(path, options.device).map_err(|e| format!("--init: {e}"))?;
+        let (model, kept) = base.relabel(&dataset.classes);
+        let classifier = if kept == dataset.classes.len() && kept == base.spec.classes.len() {
+            "kept".to_string()
+        } else {
+            format!(
+                "rebuilt: {kept} of {} labels kept their weights",
+                dataset.classes.len()
+            )
+        };
+        tracing::info!(
+            "fine-tuning {} ({}, labels {:?}); classifier {classifier}",
+            path.display(),
+            base.id,
+            base.spec.classes
+        );
+        init = Some(json!({
+            "model": path.display().to_string(),
+            "model_id": base.id,
+            "classes": base.spec.classes,
+            "classifier": classifier,
+            "provenance": base.provenance,
+        }));
         model
     } else {
-        let mut spec = ModelSpec::profile(&options.profile)
-            .ok_or_else(|| format!("unknown profile '{}' (full, small)", options.profile))?;
+        let profile = options.profile.as_deref().unwrap_or("full");
+        let mut spec = ModelSpec::profile(profile)
+            .ok_or_else(|| format!("unknown profile '{profile}' (full, small)"))?;
         spec.classes = dataset.classes.clone();
         Model::fresh(spec, options.device)
     };
     tracing::info!(
-        "dataset {}: {} classes, {} training clips, {} validation clips ({}), {} skipped",
+        "dataset {} ({}): {} classes, {} training recordings, {} validation recordings ({}), {} skipped",
         dataset.root.display(),
+        dataset.layout,
         dataset.classes.len(),
         dataset.train.len(),
         dataset.validation.len(),
-        if dataset.validation_listed {
-            "fold1_evaluate.csv"
-        } else {
-            "split by location"
-        },
+        dataset.split,
         dataset.skipped.len()
     );
+    for note in &dataset.notes {
+        tracing::warn!("{note}");
+    }
 
     // Features: decoded and embedded once, then read from the cache.
     let cache_dir = options
@@ -175,22 +217,24 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
         for clip in clips {
             bar.inc(1);
             match cache.get(&model, clip) {
-                Ok(f) => {
-                    let frames = if options.freeze_image {
-                        image_embeddings(&model, &f.frames)
-                    } else {
-                        f.frames
-                    };
-                    out.push(Prepared {
-                        audio: f.audio,
-                        frames,
-                        class: class_of(clip),
-                    });
+                Ok(features) => {
+                    for f in features {
+                        let frames = if options.freeze_image {
+                            image_embeddings(&model, &f.frames)
+                        } else {
+                            f.frames
+                        };
+                        out.push(Prepared {
+                            audio: f.audio,
+                            frames,
+                            class: class_of(clip),
+                        });
+                    }
                 }
                 Err(reason) => {
-                    tracing::warn!("skipping {}: {reason}", clip.audio.display());
+                    tracing::warn!("skipping {}: {reason}", clip.name());
                     skipped.push(Skip {
-                        file: clip.audio.display().to_string(),
+                        file: clip.name(),
                         reason,
                     });
                 }
@@ -202,11 +246,18 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
     let train_set = prepare(&dataset.train, "training");
     let val_set = prepare(&dataset.validation, "validation");
     tracing::info!(
-        "features: {} from the cache, {} computed ({})",
+        "features: {} training and {} validation clips; {} recordings from the cache, {} computed ({})",
+        train_set.len(),
+        val_set.len(),
         cache.hits,
         cache.computed,
         cache_dir.display()
     );
+    let mut notes = dataset.notes.clone();
+    notes.extend(clip_notes(&dataset.classes, &train_set, &val_set));
+    for note in notes.iter().skip(dataset.notes.len()) {
+        tracing::warn!("{note}");
+    }
     if train_set.is_empty() || val_set.is_empty() {
         return Err(TrainError::Other(format!(
             "{}: no clip could be decoded in the {} split ({} skipped; first: {})",
@@ -223,6 +274,26 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
                 .unwrap_or_default()
         )));
     }
+
+    let run = RunRecord {
+        details: BTreeMap::from([
+            (
+                "dataset".to_string(),
+                json!(dataset.root.display().to_string()),
+            ),
+            ("layout".to_string(), json!(dataset.layout)),
+            ("split".to_string(), json!(dataset.split)),
+            ("train_recordings".to_string(), json!(dataset.train.len())),
+            ("train_clips".to_string(), json!(train_set.len())),
+            (
+                "validation_recordings".to_string(),
+                json!(dataset.validation.len()),
+            ),
+            ("validation_clips".to_string(), json!(val_set.len())),
+            ("settings".to_string(), json!(options)),
+            ("init".to_string(), json!(init)),
+        ]),
+    };
 
     // What trains: everything but OpenL3 (and the image branch when frozen).
     let trainable: Vec<(String, Tensor)> = model
@@ -312,7 +383,7 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
                 "interrupted in epoch {epoch}: saving {} and stopping",
                 last_path.display()
             );
-            save(&mut model, options, &dataset, &history, &last_path)?;
+            save(&mut model, &run, &history, &last_path)?;
             adam.save(&optimizer_path)?;
             break;
         }
@@ -339,13 +410,12 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
         );
         history.push(entry.clone());
         append_log(&log_path, &entry)?;
-        save(&mut model, options, &dataset, &history, &last_path)?;
+        save(&mut model, &run, &history, &last_path)?;
         adam.save(&optimizer_path)?;
         if best.as_ref().is_none_or(|b| entry.val_loss < b.val_loss) {
             save(
                 &mut model,
-                options,
-                &dataset,
+                &run,
                 &history,
                 &options.out.join("best.safetensors"),
             )?;
@@ -356,6 +426,7 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
         epochs_done: history.len(),
         best,
         skipped,
+        notes,
         interrupted,
     })
 }
@@ -434,29 +505,46 @@ pub(super) fn evaluate_prepared(
     (score(&probabilities, &truth, classes), probabilities)
 }
 
+/// Training warnings about clip counts: a label with fewer than three training clips, or
+/// none to validate on after decoding.
+fn clip_notes(classes: &[String], train: &[Prepared], validation: &[Prepared]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (i, label) in classes.iter().enumerate() {
+        let count = |set: &[Prepared]| set.iter().filter(|p| p.class == i as i64).count();
+        let (t, v) = (count(train), count(validation));
+        if t < 3 {
+            notes.push(format!(
+                "label '{label}': only {t} training clip(s) of 10 s: record a few minutes of it"
+            ));
+        }
+        if v == 0 && t > 0 {
+            notes.push(format!(
+                "label '{label}': no validation clip could be decoded"
+            ));
+        }
+    }
+    notes
+}
+
+/// What every saved model records about the run that made it.
+struct RunRecord {
+    details: BTreeMap<String, serde_json::Value>,
+}
+
 fn save(
     model: &mut Model,
-    options: &TrainOptions,
-    dataset: &Dataset,
+    run: &RunRecord,
     history: &[EpochLog],
     path: &Path,
 ) -> Result<(), String> {
     let mut provenance = Provenance::new("train");
-    let details: BTreeMap<String, serde_json::Value> = BTreeMap::from([
-        (
-            "dataset".to_string(),
-            json!(dataset.root.display().to_string()),
-        ),
-        ("train_clips".to_string(), json!(dataset.train.len())),
-        (
-            "validation_clips".to_string(),
-            json!(dataset.validation.len()),
-        ),
-        ("settings".to_string(), json!(options)),
-        ("epochs".to_string(), json!(history.len())),
-        ("last_epoch".to_string(), json!(history.last())),
-    ]);
-    provenance.details = details;
+    provenance.details = run.details.clone();
+    provenance
+        .details
+        .insert("epochs".to_string(), json!(history.len()));
+    provenance
+        .details
+        .insert("last_epoch".to_string(), json!(history.last()));
     model.provenance = provenance;
     let temporary = path.with_extension("partial");
     model

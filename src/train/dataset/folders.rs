@@ -1,0 +1,166 @@
+//! The folder-per-label layout: `DIR/<label>/…` holds media files of any length — one
+//! container with sound and picture (mp4, mkv, webm, …), or a WAV beside a video of the
+//! same name — each cut into consecutive 10 s clips. `DIR/recordings.csv`, written by
+//! `avscene record`, gives recorded clips their location (`<stream>-<day>`); any other file
+//! is its own location. Moving a file to another label folder relabels it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use super::{Clip, DatasetError, Layout, Listing, Skip, read_table};
+
+/// Containers read as one file with sound and picture.
+pub const MEDIA_EXTENSIONS: &[&str] = &["mp4", "m4v", "mov", "mkv", "webm", "avi", "ogv"];
+
+/// The metadata `avscene record` keeps beside the label folders: the columns of TAU's
+/// `meta.csv` plus the stream, start time and gaps of each clip.
+pub const RECORDINGS: &str = "recordings.csv";
+
+pub(super) fn read(root: &Path) -> Result<Listing, DatasetError> {
+    let locations = recorded_locations(root)?;
+    let mut skipped = Vec::new();
+    let mut recordings = Vec::new();
+    let mut labels = 0;
+    for (label, dir) in subdirectories(root) {
+        labels += 1;
+        let mut files = Vec::new();
+        walk(&dir, &mut files);
+        // By name without extension: a WAV and a video of the same name are one recording.
+        let mut by_stem: BTreeMap<PathBuf, (Option<PathBuf>, Vec<PathBuf>)> = BTreeMap::new();
+        for file in files {
+            let extension = file
+                .extension()
+                .map(|e| e.to_string_lossy().to_lowercase())
+                .unwrap_or_default();
+            let entry = by_stem.entry(file.with_extension("")).or_default();
+            if extension == "wav" {
+                entry.0 = Some(file);
+            } else if MEDIA_EXTENSIONS.contains(&extension.as_str()) {
+                entry.1.push(file);
+            } else {
+                skipped.push(Skip {
+                    file: file.display().to_string(),
+                    reason: format!(
+                        "not a media file avscene reads (wav with a video of the same name, or {})",
+                        MEDIA_EXTENSIONS.join(", ")
+                    ),
+                });
+            }
+        }
+        let before = recordings.len();
+        for (stem, (wav, videos)) in by_stem {
+            let mut videos = videos.into_iter();
+            let identifier = |audio: &Path| {
+                let relative = audio.strip_prefix(root).unwrap_or(audio);
+                locations.get(relative).cloned().unwrap_or_else(|| {
+                    stem.strip_prefix(root)
+                        .unwrap_or(&stem)
+                        .display()
+                        .to_string()
+                })
+            };
+            match (wav, videos.next()) {
+                (Some(wav), Some(video)) => recordings.push(Clip {
+                    identifier: identifier(&wav),
+                    audio: wav,
+                    video,
+                    label: label.clone(),
+                    cut: true,
+                }),
+                (Some(wav), None) => skipped.push(Skip {
+                    file: wav.display().to_string(),
+                    reason: format!(
+                        "no video of the same name beside it ({}): avscene needs picture and sound",
+                        MEDIA_EXTENSIONS.join(", ")
+                    ),
+                }),
+                (None, Some(video)) => recordings.push(Clip {
+                    identifier: identifier(&video),
+                    audio: video.clone(),
+                    video,
+                    label: label.clone(),
+                    cut: true,
+                }),
+                (None, None) => {}
+            }
+            // Further videos of the same name are recordings of their own.
+            for video in videos {
+                recordings.push(Clip {
+                    identifier: identifier(&video),
+                    audio: video.clone(),
+                    video,
+                    label: label.clone(),
+                    cut: true,
+                });
+            }
+        }
+        if recordings.len() == before {
+            skipped.push(Skip {
+                file: format!("{}/", dir.display()),
+                reason: format!("label '{label}' has no media files: label ignored"),
+            });
+        }
+    }
+    if labels == 0 {
+        return Err(DatasetError::NotFound(root.to_path_buf()));
+    }
+    Ok(Listing {
+        layout: Layout::FolderPerLabel,
+        recordings,
+        validation: None,
+        skipped,
+    })
+}
+
+/// Label folders: the directories directly under `root`, sorted, hidden ones left out.
+pub fn subdirectories(root: &Path) -> Vec<(String, PathBuf)> {
+    let mut dirs: Vec<(String, PathBuf)> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| (e.file_name().to_string_lossy().to_string(), e.path()))
+        .filter(|(name, _)| !name.starts_with('.'))
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Every file under `dir` (recursively; hidden ones and `avscene record`'s unfinished
+/// `*.partial` files left out), sorted.
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            !name.starts_with('.') && !name.ends_with(".partial")
+        })
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            walk(&path, files);
+        } else {
+            files.push(path);
+        }
+    }
+}
+
+/// `recordings.csv`: each recorded file's location, by its path relative to `root`.
+fn recorded_locations(root: &Path) -> Result<HashMap<PathBuf, String>, DatasetError> {
+    let path = root.join(RECORDINGS);
+    if !path.is_file() {
+        return Ok(HashMap::new());
+    }
+    Ok(read_table(&path, "filename_audio")?
+        .into_iter()
+        .filter_map(|row| {
+            let audio = row.get("filename_audio")?;
+            let identifier = row.get("identifier").filter(|i| !i.is_empty())?;
+            Some((PathBuf::from(audio), identifier.clone()))
+        })
+        .collect())
+}
