@@ -7,15 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use avscene::model::{Model, ModelSpec};
-use common::tempdir;
+use common::{avscene, tempdir};
 use tch::{Device, Kind, Tensor};
-
-fn avscene(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_avscene"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 /// Checkpoints named as the public ones, cut from a fresh model of `spec` (with the
 /// extras real files carry: torchvision's `fc`, BatchNorm step counters).

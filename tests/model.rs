@@ -6,7 +6,7 @@ mod common;
 
 use avscene::features::{FeatureSpec, audio, image};
 use avscene::model::{Model, ModelFileError, ModelSpec, TAU_CLASSES};
-use common::{input_tensor, rel_diff, tempdir};
+use common::{avscene, input_tensor, rel_diff, tempdir};
 use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
 
 fn eval_no_grad<T>(f: impl FnOnce() -> T) -> T {
@@ -380,13 +380,6 @@ fn labels_come_from_the_file() {
         )
     });
     assert_eq!(out.size(), [2, 3]);
-}
-
-fn avscene(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_avscene"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -9,24 +9,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{avscene, text};
+
 use avscene::train::dataset::split_by_location;
 use avscene::train::metrics::score;
 use avscene::train::{Clip, Dataset, DatasetError, SynthOptions, read_log, synth_dataset};
-
-fn avscene(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_avscene"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn synth(dir: &Path, classes: usize, clips: usize) {
     synth_dataset(&SynthOptions {

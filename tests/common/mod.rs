@@ -54,6 +54,24 @@ pub fn rel_diff(a: &Tensor, reference: &Tensor) -> f64 {
     (a - reference).abs().max().double_value(&[]) / scale
 }
 
+/// Run the avscene binary to its end (RUST_LOG from the caller's environment ignored).
+pub fn avscene(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_avscene"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// What a finished command printed: stdout, then stderr.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// A scratch directory removed when dropped.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temporary directory")

@@ -1,0 +1,500 @@
+//! Teaching avscene your own scenes, with real media, the real capture path and the real
+//! model: `avscene record` writes one minute of a live test stream as 6 lossless clips with
+//! their metadata and keeps what it has on Ctrl-C; a folder-per-label set of uneven files
+//! in mixed containers is summarised by `dataset-info` and fine-tunes the demo model onto
+//! new labels with frozen encoders (bit-identical), and the result labels a live stream in
+//! `avscene run`; bad folders get clear messages or counted skips.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use avscene::capture::{write_video, write_wav};
+use avscene::train::features::decode_recording;
+use avscene::train::{Clip, Dataset};
+use common::{avscene, tempdir, text};
+
+const DEMO_MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/.deps/demo-model/best.safetensors"
+);
+
+/// Run a gst-launch-1.0 pipeline (written on one line, elements split at spaces).
+fn gst(launch: &str) {
+    let out = Command::new("gst-launch-1.0")
+        .args(["-q", "-e"])
+        .args(launch.split_whitespace())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{launch}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A media file of `seconds` showing `pattern` and playing `wave`, in the container its
+/// extension names (mp4, mkv or webm).
+fn media(path: &Path, seconds: u32, pattern: &str, wave: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let (video, audio, mux) = match path.extension().and_then(|e| e.to_str()) {
+        Some("mp4") => ("x264enc speed-preset=ultrafast", "avenc_aac", "mp4mux"),
+        Some("mkv") => ("x264enc speed-preset=ultrafast", "vorbisenc", "matroskamux"),
+        Some("webm") => ("vp8enc deadline=1", "opusenc", "webmmux"),
+        other => panic!("no recipe for {other:?}"),
+    };
+    let n = seconds * 10;
+    gst(&format!(
+        "videotestsrc pattern={pattern} num-buffers={n} ! video/x-raw,width=320,height=240,framerate=10/1 \
+         ! {video} ! {mux} name=m ! filesink location={} \
+         audiotestsrc wave={wave} volume=0.3 samplesperbuffer=4800 num-buffers={n} \
+         ! audio/x-raw,rate=48000,channels=1 ! audioconvert ! {audio} ! m.",
+        path.display()
+    ));
+}
+
+/// A sound-only WAV (44.1 kHz stereo, resampled by the capture path) and a picture-only
+/// MKV of the same name.
+fn wav_and_video(stem: &Path, seconds: u32, pattern: &str, wave: &str) {
+    let n = seconds * 10;
+    gst(&format!(
+        "audiotestsrc wave={wave} volume=0.3 samplesperbuffer=4410 num-buffers={n} \
+         ! audio/x-raw,rate=44100,channels=2 ! wavenc ! filesink location={}.wav",
+        stem.display()
+    ));
+    gst(&format!(
+        "videotestsrc pattern={pattern} num-buffers={n} ! video/x-raw,width=320,height=240,framerate=10/1 \
+         ! x264enc speed-preset=ultrafast ! matroskamux ! filesink location={}.mkv",
+        stem.display()
+    ));
+}
+
+fn files_with(dir: &Path, extension: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(extension))
+        .collect();
+    files.sort();
+    files
+}
+
+/// `recordings.csv` rows as column → value.
+fn recordings(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(dir.join("recordings.csv")).unwrap_or_default();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .map(|h| h.to_string())
+                .zip(l.split('\t').map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn recording_one_minute_yields_six_clips_with_their_metadata() {
+    let dir = tempdir();
+    let config = common::demo_config(dir.path(), "");
+    let out = dir.path().join("scenes");
+    let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let run = avscene(&[
+        "record",
+        "--config",
+        config.to_str().unwrap(),
+        "--stream",
+        "demo",
+        "--label",
+        "porch",
+        "--minutes",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let said = text(&run);
+    assert!(run.status.success(), "{said}");
+    assert!(said.contains("clip 6/6"), "progress per clip: {said}");
+    assert!(said.contains("recorded 6 clip(s)"), "{said}");
+
+    let wavs = files_with(&out.join("porch"), ".wav");
+    let mkvs = files_with(&out.join("porch"), ".mkv");
+    assert_eq!((wavs.len(), mkvs.len()), (6, 6), "{wavs:?} {mkvs:?}");
+    assert!(files_with(&out.join("porch"), ".partial").is_empty());
+    // 10 s of 48 kHz mono float: a 44-byte header and 480 000 samples.
+    for wav in &wavs {
+        let bytes = std::fs::read(wav).unwrap();
+        assert_eq!(bytes.len(), 44 + 480_000 * 4, "{}", wav.display());
+        assert_eq!(
+            u32::from_le_bytes(bytes[24..28].try_into().unwrap()),
+            48_000
+        );
+    }
+
+    let rows = recordings(&out);
+    assert_eq!(rows.len(), 6);
+    let day = &started[..10];
+    let mut previous: Option<std::time::SystemTime> = None;
+    for (row, wav) in rows.iter().zip(&wavs) {
+        assert_eq!(row["scene_label"], "porch");
+        assert_eq!(row["stream"], "demo");
+        assert_eq!(row["identifier"], format!("demo-{day}"), "{row:?}");
+        assert_eq!(out.join(&row["filename_audio"]), *wav);
+        assert_eq!(
+            out.join(&row["filename_video"]),
+            wav.with_extension("mkv"),
+            "{row:?}"
+        );
+        let start = humantime::parse_rfc3339(&row["start_utc"]).unwrap();
+        if let Some(p) = previous {
+            let gap = start.duration_since(p).unwrap().as_secs_f64();
+            assert!((9.0..=11.0).contains(&gap), "clips 10 s apart: {gap}");
+        }
+        previous = Some(start);
+    }
+
+    // The clips read back as a folder-per-label dataset: one label, 6 clips of 10 s, one
+    // location; with a single label it cannot train, and says why.
+    let info = avscene(&["dataset-info", out.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&info.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&info)));
+    assert_eq!(v["layout"], "folder-per-label", "{v}");
+    assert_eq!(v["labels"]["porch"]["clips"], 6, "{v}");
+    assert_eq!(v["labels"]["porch"]["locations"], 1, "{v}");
+    assert!(v["problems"].as_array().unwrap().is_empty(), "{v}");
+    assert!(
+        v["cannot_train"]
+            .as_str()
+            .is_some_and(|r| r.contains("only one label")),
+        "{v}"
+    );
+    assert_eq!(info.status.code(), Some(2));
+}
+
+#[test]
+fn ctrl_c_keeps_every_clip_recorded_and_bad_record_options_are_refused() {
+    let dir = tempdir();
+    let config = common::demo_config(dir.path(), "");
+    let out = dir.path().join("scenes");
+    let args = |label: &str, stream: &str| -> Vec<String> {
+        [
+            "record",
+            "--config",
+            config.to_str().unwrap(),
+            "--stream",
+            stream,
+            "--label",
+            label,
+            "--minutes",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avscene"))
+        .args(args("shop", "demo"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    while recordings(&out).len() < 2 {
+        assert!(Instant::now() < until, "no 2 clips within 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut said).unwrap();
+    assert!(status.success(), "{said}");
+    assert!(said.contains("interrupted"), "{said}");
+    let rows = recordings(&out);
+    assert!((2..=3).contains(&rows.len()), "{rows:?}");
+    assert_eq!(files_with(&out.join("shop"), ".wav").len(), rows.len());
+    assert_eq!(files_with(&out.join("shop"), ".mkv").len(), rows.len());
+    assert!(files_with(&out.join("shop"), ".partial").is_empty());
+
+    // A label that is not a folder name, a stream that is not configured.
+    let refused = |args: Vec<String>, expect: &str| {
+        let run = avscene(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(run.status.code(), Some(2), "{}", text(&run));
+        assert!(text(&run).contains(expect), "{}", text(&run));
+    };
+    refused(args("../up", "demo"), "--label '../up'");
+    refused(args("porch", "garage"), "no enabled stream named 'garage'");
+
+    // A camera that is not there: the capture failure, before any clip.
+    std::fs::write(
+        dir.path().join("pipelines/missing.toml"),
+        "live = true\n[source]\nvideo = \"v4l2src device=/dev/video97\"\n\
+         audio = \"audiotestsrc is-live=true\"\n",
+    )
+    .unwrap();
+    let text_config = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{text_config}\n[[stream]]\nname = \"garage\"\npipeline = \"pipelines/missing.toml\"\n"
+        ),
+    )
+    .unwrap();
+    let run = avscene(
+        &args("garage", "garage")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let said = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("stream 'garage' failed before the first clip") && said.contains("video97"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_recorded_clip_decodes_back_to_the_same_samples_and_pixels() {
+    let dir = tempdir();
+    let window = common::synthetic_windows("cam", 10, 3).remove(0);
+    let (audio, video) = (dir.path().join("c.wav"), dir.path().join("c.mkv"));
+    write_wav(&audio, &window.audio).unwrap();
+    write_video(&video, &window.frames).unwrap();
+    let clip = Clip {
+        audio,
+        video,
+        label: "x".into(),
+        identifier: "cam".into(),
+        cut: true,
+    };
+    let decoded = decode_recording(&clip).unwrap();
+    assert_eq!(decoded.len(), 1);
+    assert_eq!(decoded[0].audio, window.audio, "audio bit-exact");
+    for (i, (a, b)) in decoded[0].frames.iter().zip(&window.frames).enumerate() {
+        assert!(a[..] == b[..], "frame {i} differs");
+    }
+}
+
+/// A folder-per-label set: "porch" (the demo's ball over pink noise) and "shop" (colour
+/// bars with a sine), in files of uneven length and every supported kind.
+fn own_scenes(root: &Path) {
+    media(&root.join("porch/front.mp4"), 25, "ball", "pink-noise");
+    media(&root.join("porch/evening.webm"), 12, "ball", "pink-noise");
+    wav_and_video(&root.join("porch/phone"), 21, "ball", "pink-noise");
+    media(&root.join("shop/floor.mkv"), 31, "smpte", "sine");
+    media(&root.join("shop/till.mp4"), 11, "smpte", "sine");
+    media(&root.join("shop/door.webm"), 14, "smpte", "sine");
+}
+
+/// The tensors of a model file whose names start with one of `prefixes`, as raw bytes.
+fn tensors(path: &Path, prefixes: &[&str]) -> Vec<(String, Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| prefixes.iter().any(|p| name.starts_with(p)))
+        .map(|(name, view)| (name, view.shape().to_vec(), view.data().to_vec()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_folder_per_label_set_fine_tunes_the_demo_model_onto_new_labels_and_serves() {
+    assert!(
+        Path::new(DEMO_MODEL).is_file(),
+        "{DEMO_MODEL} is missing: scripts/setup.sh trains it"
+    );
+    let dir = tempdir();
+    let data = dir.path().join("scenes");
+    own_scenes(&data);
+
+    let info = avscene(&["dataset-info", data.to_str().unwrap()]);
+    let said = text(&info);
+    assert!(info.status.success(), "{said}");
+    assert!(
+        said.contains("2 label(s), 6 recording(s), 10 clip(s)"),
+        "{said}"
+    );
+    let porch = said
+        .lines()
+        .find(|l| l.trim_start().starts_with("porch"))
+        .unwrap();
+    let columns: Vec<&str> = porch.split_whitespace().collect();
+    assert_eq!(
+        columns[1..3],
+        ["3", "5"],
+        "porch: 3 recordings, 2+1+2 clips: {said}"
+    );
+
+    // Fine-tune with frozen encoders onto {porch, shop} (the demo model knows four other
+    // labels): the classifier is rebuilt, everything else starts from the demo model.
+    let out = dir.path().join("model");
+    let run = avscene(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--init",
+        DEMO_MODEL,
+        "--freeze-encoders",
+        "--epochs",
+        "6",
+        "--lr",
+        "1e-3",
+        "--batch",
+        "4",
+        "--device",
+        "cpu",
+    ]);
+    let said = text(&run);
+    assert!(run.status.success(), "{said}");
+    assert!(said.contains("classifier rebuilt"), "{said}");
+    let best = out.join("best.safetensors");
+
+    // OpenL3 and the image branch are bit-identical to the base; the heads trained.
+    let encoders = ["openl3.", "video."];
+    let (base, tuned) = (
+        tensors(Path::new(DEMO_MODEL), &encoders),
+        tensors(&best, &encoders),
+    );
+    assert!(base.len() > 50, "{}", base.len());
+    assert!(base == tuned, "encoder weights changed");
+    let heads = ["audio_net.", "encoder."];
+    assert!(tensors(Path::new(DEMO_MODEL), &heads) != tensors(&best, &heads));
+    let classifier = tensors(&best, &["classifier.1.weight"]);
+    assert_eq!(classifier[0].1[0], 2, "two labels");
+
+    // Provenance: base model, data, settings.
+    let model = avscene::model::Model::load(&best, tch::Device::Cpu).unwrap();
+    assert_eq!(model.spec.classes, ["porch", "shop"]);
+    let details = &model.provenance.details;
+    assert_eq!(details["init"]["model"], DEMO_MODEL, "{details:?}");
+    assert!(
+        details["init"]["classifier"]
+            .as_str()
+            .unwrap()
+            .starts_with("rebuilt"),
+        "{details:?}"
+    );
+    assert_eq!(details["layout"], "folder-per-label");
+    assert_eq!(
+        details["train_clips"].as_u64().unwrap() + details["validation_clips"].as_u64().unwrap(),
+        10
+    );
+    assert_eq!(details["settings"]["freeze_image"], true);
+    assert_eq!(details["dataset"], data.display().to_string());
+
+    // The new model labels the demo stream (ball over pink noise) "porch" in `avscene run`.
+    let broker = common::Broker::start("allow_anonymous true");
+    let config = common::demo_config(
+        dir.path(),
+        &format!(
+            "[mqtt]\nport = {}\n[model]\npath = \"{}\"\ndevice = \"cpu\"\n[metrics]\nenabled = false\n",
+            broker.port,
+            best.display()
+        ),
+    );
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_avscene"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let scene = common::first_message(broker.port, "avscene/demo/scene", 60);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let v: serde_json::Value =
+        serde_json::from_str(&scene).unwrap_or_else(|e| panic!("{e}: {scene:?}"));
+    assert_eq!(v["label"], "porch", "{v}");
+}
+
+#[test]
+fn bad_folders_get_clear_messages_or_counted_skips() {
+    let dir = tempdir();
+    let data = dir.path().join("scenes");
+    media(&data.join("porch/front.mp4"), 12, "ball", "pink-noise");
+    media(&data.join("porch/back.mkv"), 11, "ball", "pink-noise");
+    media(&data.join("shop/floor.mp4"), 11, "smpte", "sine");
+    media(&data.join("shop/door.webm"), 11, "smpte", "sine");
+    // A clip shorter than 10 s, an unreadable file, a WAV without its video, a note.
+    media(&data.join("porch/short.mp4"), 5, "ball", "pink-noise");
+    std::fs::write(data.join("porch/broken.mp4"), b"not a video at all").unwrap();
+    gst(&format!(
+        "audiotestsrc num-buffers=10 ! wavenc ! filesink location={}",
+        data.join("shop/lonely.wav").display()
+    ));
+    std::fs::write(data.join("shop/notes.txt"), "bought a new till").unwrap();
+    // An empty label folder, and a label with one clip.
+    std::fs::create_dir_all(data.join("garden")).unwrap();
+    media(&data.join("hall/once.mp4"), 10, "snow", "ticks");
+
+    let info = avscene(&["dataset-info", data.to_str().unwrap()]);
+    let said = text(&info);
+    assert!(info.status.success(), "{said}");
+    for expected in [
+        "garden/: label 'garden' has no media files",
+        "porch/broken.mp4: cannot read",
+        "porch/short.mp4: shorter than 10 s",
+        "shop/lonely.wav: no video of the same name",
+        "shop/notes.txt: not a media file",
+        "label 'hall': only 1 clip(s)",
+    ] {
+        assert!(said.contains(expected), "{expected}: {said}");
+    }
+
+    // Training goes on without them and says what it left out.
+    let out = dir.path().join("model");
+    let run = avscene(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--profile",
+        "small",
+        "--freeze-image",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    let said = text(&run);
+    assert!(run.status.success(), "{said}");
+    for expected in [
+        "porch/broken.mp4: cannot decode",
+        "porch/short.mp4: shorter than 10 s",
+        "label 'hall': only 1 training clip(s)",
+        "label 'hall': 1 recording(s), none held out for validation",
+    ] {
+        assert!(said.contains(expected), "{expected}: {said}");
+    }
+    assert_eq!(
+        avscene::train::read_log(&out.join("train-log.jsonl")).len(),
+        1
+    );
+
+    // Not a dataset; one recording per label (nothing to validate on).
+    let nothing = dir.path().join("nothing");
+    std::fs::create_dir_all(&nothing).unwrap();
+    let run = avscene(&["dataset-info", nothing.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(text(&run).contains("not a dataset"), "{}", text(&run));
+    let thin = dir.path().join("thin");
+    media(&thin.join("a/one.mp4"), 10, "ball", "sine");
+    media(&thin.join("b/one.mp4"), 10, "smpte", "sine");
+    let err = Dataset::open(&thin, 0).unwrap_err().to_string();
+    assert!(err.contains("validation"), "{err}");
+    let run = avscene(&["dataset-info", thin.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(2), "{}", text(&run));
+}
