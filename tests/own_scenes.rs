@@ -484,6 +484,25 @@ fn bad_folders_get_clear_messages_or_counted_skips() {
         1
     );
 
+    // A base model that is not one.
+    let bogus = dir.path().join("bogus.safetensors");
+    std::fs::write(&bogus, "not a model").unwrap();
+    let run = avscene(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        dir.path().join("o2").to_str().unwrap(),
+        "--init",
+        bogus.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(2), "{}", text(&run));
+    assert!(
+        text(&run).contains("--init: ") && text(&run).contains("bogus.safetensors"),
+        "{}",
+        text(&run)
+    );
+
     // Not a dataset; one recording per label (nothing to validate on).
     let nothing = dir.path().join("nothing");
     std::fs::create_dir_all(&nothing).unwrap();

@@ -41,7 +41,7 @@ fn device(spec: DeviceSpec) -> Result<tch::Device, ExitCode> {
 fn train_failed(e: TrainError) -> ExitCode {
     eprintln!("avscene: {e}");
     match e {
-        TrainError::Dataset(_) => ExitCode::from(EXIT_INPUT),
+        TrainError::Dataset(_) | TrainError::Model(_) => ExitCode::from(EXIT_INPUT),
         TrainError::Other(_) => ExitCode::FAILURE,
     }
 }

@@ -96,6 +96,9 @@ pub struct EpochLog {
 pub enum TrainError {
     #[error("{0}")]
     Dataset(#[from] super::dataset::DatasetError),
+    /// A model file named on the command line (`--init`, `--resume`) cannot be used.
+    #[error("{0}")]
+    Model(String),
     #[error("{0}")]
     Other(String),
 }
@@ -139,10 +142,10 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
     // Where the weights started, kept in every saved model's provenance.
     let mut init = None;
     let mut model = if options.resume {
-        let model =
-            Model::load(&last_path, options.device).map_err(|e| format!("--resume: {e}"))?;
+        let model = Model::load(&last_path, options.device)
+            .map_err(|e| TrainError::Model(format!("--resume: {e}")))?;
         if model.spec.classes != dataset.classes {
-            return Err(TrainError::Other(format!(
+            return Err(TrainError::Model(format!(
                 "--resume: {} was trained on classes {:?}, the dataset has {:?}",
                 last_path.display(),
                 model.spec.classes,
@@ -152,7 +155,8 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
         init = model.provenance.details.get("init").cloned();
         model
     } else if let Some(path) = &options.init {
-        let base = Model::load(path, options.device).map_err(|e| format!("--init: {e}"))?;
+        let base = Model::load(path, options.device)
+            .map_err(|e| TrainError::Model(format!("--init: {e}")))?;
         let (model, kept) = base.relabel(&dataset.classes);
         let classifier = if kept == dataset.classes.len() && kept == base.spec.classes.len() {
             "kept".to_string()

@@ -108,7 +108,9 @@ pub fn inspect(root: &Path, seed: u64) -> Result<DatasetInfo, DatasetError> {
     let mut locations: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut all = listing.recordings.clone();
     all.extend(listing.validation.clone().unwrap_or_default());
+    let bar = crate::train::progress(all.len() as u64, "reading");
     for clip in &all {
+        bar.inc(1);
         let entry = labels.entry(clip.label.clone()).or_default();
         let seconds = match usable_seconds(&discoverer, clip) {
             Ok(s) => s,
@@ -136,6 +138,7 @@ pub fn inspect(root: &Path, seed: u64) -> Result<DatasetInfo, DatasetError> {
             .or_default()
             .insert(clip.identifier.clone());
     }
+    bar.finish_and_clear();
     let mut notes = Vec::new();
     for (label, info) in labels.iter_mut() {
         info.locations = locations.get(label).map_or(0, BTreeSet::len);
