@@ -517,3 +517,24 @@ fn bad_folders_get_clear_messages_or_counted_skips() {
     let run = avscene(&["dataset-info", thin.to_str().unwrap()]);
     assert_eq!(run.status.code(), Some(2), "{}", text(&run));
 }
+
+#[test]
+fn relabelling_keeps_every_weight_and_the_rows_of_known_labels() {
+    let mut spec = avscene::model::ModelSpec::profile("small").unwrap();
+    spec.classes = ["bus", "park", "tram"].map(String::from).to_vec();
+    let base = avscene::model::Model::fresh(spec, tch::Device::Cpu);
+    let (tuned, kept) = base.relabel(&["park".to_string(), "porch".to_string()]);
+    assert_eq!(kept, 1);
+    assert_eq!(tuned.spec.classes, ["park", "porch"]);
+    let (old, new) = (base.vs.variables(), tuned.vs.variables());
+    assert_eq!(old.len(), new.len());
+    for (name, var) in &new {
+        if name.starts_with("classifier.") {
+            // park was row 1 of the base; porch is new.
+            assert!(var.get(0).equal(&old[name].get(1)), "{name}");
+            assert_eq!(var.size()[0], 2, "{name}");
+        } else {
+            assert!(var.equal(&old[name]), "{name} changed");
+        }
+    }
+}

@@ -8,8 +8,7 @@ use std::sync::atomic::AtomicBool;
 use super::fail;
 use crate::model::DeviceSpec;
 use crate::train::{
-    EvaluateOptions, RecordError, RecordOptions, SynthOptions, TrainError, TrainOptions,
-    synth_label,
+    EvaluateOptions, RecordOptions, SynthOptions, TrainError, TrainOptions, synth_label,
 };
 
 /// Usage mistakes in the dataset or options: exit 2, as for configuration errors.
@@ -261,6 +260,10 @@ pub fn dataset_info(data: PathBuf, json: bool) -> ExitCode {
 
 /// `avscene record`: labelled clips from a configured stream into a dataset folder.
 pub fn record(config: Option<&std::path::Path>, options: RecordOptions) -> ExitCode {
+    if let Err(e) = options.validate() {
+        eprintln!("avscene: {e}");
+        return ExitCode::from(EXIT_INPUT);
+    }
     let settings = match crate::config::Settings::load(config) {
         Ok(s) => s,
         Err(error) => {
@@ -330,10 +333,6 @@ pub fn record(config: Option<&std::path::Path>, options: RecordOptions) -> ExitC
             } else {
                 ExitCode::SUCCESS
             }
-        }
-        Err(e @ (RecordError::Label(_) | RecordError::Minutes(_))) => {
-            eprintln!("avscene: {e}");
-            ExitCode::from(EXIT_INPUT)
         }
         Err(e) => fail(e),
     }

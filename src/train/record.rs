@@ -72,13 +72,24 @@ pub fn clips_in_minutes(minutes: f64) -> usize {
     (minutes * 60.0 / WINDOW_SECONDS).round().max(1.0) as usize
 }
 
-fn valid_label(label: &str) -> bool {
-    !label.is_empty()
-        && label.len() <= 64
-        && !label.starts_with('.')
-        && label
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+impl RecordOptions {
+    /// A label that names a folder safely, and a positive duration.
+    pub fn validate(&self) -> Result<(), RecordError> {
+        let label = &self.label;
+        let valid = !label.is_empty()
+            && label.len() <= 64
+            && !label.starts_with('.')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !valid {
+            return Err(RecordError::Label(label.clone()));
+        }
+        if self.minutes.is_nan() || self.minutes <= 0.0 {
+            return Err(RecordError::Minutes(self.minutes));
+        }
+        Ok(())
+    }
 }
 
 /// Record `options.minutes` of `spec` into `options.out`; `progress` hears of every clip.
@@ -89,12 +100,7 @@ pub fn record(
     stop: Arc<AtomicBool>,
     mut progress: impl FnMut(&str),
 ) -> Result<RecordSummary, RecordError> {
-    if !valid_label(&options.label) {
-        return Err(RecordError::Label(options.label.clone()));
-    }
-    if options.minutes.is_nan() || options.minutes <= 0.0 {
-        return Err(RecordError::Minutes(options.minutes));
-    }
+    options.validate()?;
     let target = clips_in_minutes(options.minutes);
     let folder = options.out.join(&options.label);
     std::fs::create_dir_all(&folder).map_err(|e| RecordError::Write {
