@@ -113,11 +113,14 @@ fn decode(
         ..WindowConfig::default()
     };
     let handle = spawn(spec, CaptureConfig::default(), windows, tx);
-    let until = Instant::now() + Duration::from_secs(600);
+    // A long file may decode for many minutes: give up only when no window comes for long.
+    const STALL: Duration = Duration::from_secs(300);
+    let mut until = Instant::now() + STALL;
     let mut windows = Vec::new();
     let outcome = loop {
         while let Ok(window) = rx.try_recv() {
             windows.push(window);
+            until = Instant::now() + STALL;
         }
         if limit.is_some_and(|l| windows.len() >= l) {
             break Ok(());
@@ -125,7 +128,12 @@ fn decode(
         match handle.stats.state() {
             StreamState::Backoff { reason } => break Err(format!("cannot decode: {reason}")),
             StreamState::Ended if rx.is_empty() => break Ok(()),
-            _ if Instant::now() > until => break Err("decoding took over 600 s".into()),
+            _ if Instant::now() > until => {
+                break Err(format!(
+                    "decoding stalled: no 10 s window in {} s",
+                    STALL.as_secs()
+                ));
+            }
             _ => std::thread::sleep(Duration::from_millis(10)),
         }
     };
