@@ -68,7 +68,7 @@ pub struct TrainOptions {
     /// Freeze the encoders: the image branch keeps its weights (OpenL3 always does) and
     /// only the audio branch, fusion and classifier train, on embeddings computed once —
     /// minutes on a small CPU. Best with --init.
-    #[arg(long, alias = "freeze-encoders")]
+    #[arg(long = "freeze-encoders", visible_alias = "freeze-image")]
     pub freeze_image: bool,
     /// Feature cache directory (default OUT/feature-cache).
     #[arg(long, value_name = "DIR")]
