@@ -362,6 +362,38 @@ fn a_folder_per_label_set_fine_tunes_the_demo_model_onto_new_labels_and_serves()
     assert!(said.contains("classifier rebuilt"), "{said}");
     let best = out.join("best.safetensors");
 
+    // A rerun reads every embedding from the cache (the image branch's too) and trains
+    // exactly as the first run did.
+    let rerun_out = dir.path().join("rerun");
+    let rerun = avscene(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        rerun_out.to_str().unwrap(),
+        "--cache",
+        out.join("feature-cache").to_str().unwrap(),
+        "--init",
+        DEMO_MODEL,
+        "--freeze-encoders",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-3",
+        "--batch",
+        "4",
+        "--device",
+        "cpu",
+    ]);
+    let said = text(&rerun);
+    assert!(
+        said.contains("6 recordings from the cache, 0 computed"),
+        "{said}"
+    );
+    let first = |dir: &Path| avscene::train::read_log(&dir.join("train-log.jsonl"))[0].clone();
+    assert_eq!(first(&out).train_loss, first(&rerun_out).train_loss);
+    assert_eq!(first(&out).val_loss, first(&rerun_out).val_loss);
+
     // OpenL3 and the image branch are bit-identical to the base; the heads trained.
     let encoders = ["openl3.", "video."];
     let (base, tuned) = (

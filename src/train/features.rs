@@ -184,11 +184,44 @@ pub fn frames_to_images(model: &Model, frames: &Tensor) -> Tensor {
     crate::features::image::normalise(&images, &model.features)
 }
 
+/// The frozen image branch's embeddings of a clip's frames: (10, dim).
+pub fn image_embeddings(model: &Model, frames: &Tensor) -> Tensor {
+    tch::no_grad(|| {
+        let images = frames_to_images(model, &frames.unsqueeze(0)).squeeze_dim(0);
+        model
+            .net
+            .embed_images(&images, false)
+            .to_device(tch::Device::Cpu)
+    })
+}
+
+/// A fingerprint of the model's variables under `prefix` (names and values).
+fn weights_hash(model: &Model, prefix: &str) -> u64 {
+    let mut named: Vec<(String, Tensor)> = model
+        .vs
+        .variables()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(prefix))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut hash = fnv1a(prefix.as_bytes());
+    for (name, tensor) in named {
+        let values: Vec<f32> =
+            Vec::try_from(tensor.to_kind(Kind::Float).flatten(0, -1)).unwrap_or_default();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        hash ^= fnv1a(name.as_bytes()).rotate_left(7) ^ fnv1a(&bytes);
+        hash = hash.rotate_left(13);
+    }
+    hash
+}
+
 /// The on-disk feature cache.
 pub struct FeatureCache {
     dir: PathBuf,
     /// Hash of what the features depend on besides the files.
     settings: u64,
+    /// Hash of the image branch's weights, for its cached embeddings.
+    image_branch: u64,
     pub hits: u64,
     pub computed: u64,
 }
@@ -198,27 +231,45 @@ impl FeatureCache {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
         // "v2": entries hold every clip of a recording, stacked.
-        let mut settings = fnv1a(format!("v2 {:?}", model.features).as_bytes());
-        let mut named: Vec<(String, Tensor)> = model
-            .vs
-            .variables()
-            .into_iter()
-            .filter(|(name, _)| name.starts_with("openl3."))
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, tensor) in named {
-            let values: Vec<f32> =
-                Vec::try_from(tensor.to_kind(Kind::Float).flatten(0, -1)).unwrap_or_default();
-            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            settings ^= fnv1a(name.as_bytes()).rotate_left(7) ^ fnv1a(&bytes);
-            settings = settings.rotate_left(13);
-        }
+        let settings =
+            fnv1a(format!("v2 {:?}", model.features).as_bytes()) ^ weights_hash(model, "openl3.");
         Ok(FeatureCache {
             dir: dir.to_path_buf(),
             settings,
+            image_branch: weights_hash(model, "video."),
             hits: 0,
             computed: 0,
         })
+    }
+
+    /// The frozen image branch's embeddings of a recording's clips (one (10, dim) tensor
+    /// per clip, from `features`' frames), cached beside the features and keyed also by the
+    /// image branch's weights: a rerun with the same base model skips the ResNet.
+    pub fn image_embeddings(
+        &mut self,
+        model: &Model,
+        clip: &Clip,
+        features: &[ClipFeatures],
+    ) -> Result<Vec<Tensor>, String> {
+        let path = self.dir.join(format!(
+            "{}-images-{:016x}.safetensors",
+            self.key(clip)?,
+            self.image_branch
+        ));
+        if let Some(images) = Tensor::read_safetensors(&path)
+            .ok()
+            .and_then(|t| t.into_iter().find(|(n, _)| n == "images"))
+            .map(|(_, t)| t)
+            .filter(|t| t.size().first() == Some(&(features.len() as i64)))
+        {
+            return Ok((0..features.len() as i64).map(|i| images.get(i)).collect());
+        }
+        let images: Vec<Tensor> = features
+            .iter()
+            .map(|f| image_embeddings(model, &f.frames))
+            .collect();
+        write_entry(&path, &[("images", &Tensor::stack(&images, 0))])?;
+        Ok(images)
     }
 
     fn key(&self, clip: &Clip) -> Result<String, String> {
@@ -265,12 +316,22 @@ impl FeatureCache {
         let stack = |part: fn(&ClipFeatures) -> &Tensor| {
             Tensor::stack(&features.iter().map(part).collect::<Vec<_>>(), 0)
         };
-        let (audio, frames) = (stack(|f| &f.audio), stack(|f| &f.frames));
-        let temporary = path.with_extension("partial");
-        Tensor::write_safetensors(&[("audio", &audio), ("frames", &frames)], &temporary)
-            .and_then(|()| std::fs::rename(&temporary, &path).map_err(Into::into))
-            .map_err(|e| format!("{}: cannot write the feature cache: {e}", path.display()))?;
+        write_entry(
+            &path,
+            &[
+                ("audio", &stack(|f| &f.audio)),
+                ("frames", &stack(|f| &f.frames)),
+            ],
+        )?;
         self.computed += 1;
         Ok(features)
     }
+}
+
+/// Write a cache entry whole (a temporary file renamed into place).
+fn write_entry(path: &Path, tensors: &[(&str, &Tensor)]) -> Result<(), String> {
+    let temporary = path.with_extension("partial");
+    Tensor::write_safetensors(tensors, &temporary)
+        .and_then(|()| std::fs::rename(&temporary, path).map_err(Into::into))
+        .map_err(|e| format!("{}: cannot write the feature cache: {e}", path.display()))
 }

@@ -220,21 +220,23 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
         let mut out = Vec::new();
         for clip in clips {
             bar.inc(1);
-            match cache.get(&model, clip) {
-                Ok(features) => {
-                    for f in features {
-                        let frames = if options.freeze_image {
-                            image_embeddings(&model, &f.frames)
-                        } else {
-                            f.frames
-                        };
-                        out.push(Prepared {
-                            audio: f.audio,
-                            frames,
-                            class: class_of(clip),
-                        });
-                    }
-                }
+            let prepared = cache.get(&model, clip).and_then(|features| {
+                let frames = if options.freeze_image {
+                    cache.image_embeddings(&model, clip, &features)?
+                } else {
+                    features.iter().map(|f| f.frames.shallow_clone()).collect()
+                };
+                Ok(features
+                    .into_iter()
+                    .zip(frames)
+                    .map(|(f, frames)| Prepared {
+                        audio: f.audio,
+                        frames,
+                        class: class_of(clip),
+                    }))
+            });
+            match prepared {
+                Ok(clips) => out.extend(clips),
                 Err(reason) => {
                     tracing::warn!("skipping {}: {reason}", clip.name());
                     skipped.push(Skip {
@@ -468,17 +470,6 @@ fn forward(
             .forward_t(&audio, &frames_to_images(model, &frames), train)
     };
     (logits, labels)
-}
-
-/// The frozen image branch's embeddings of a clip's frames: (10, dim).
-fn image_embeddings(model: &Model, frames: &Tensor) -> Tensor {
-    tch::no_grad(|| {
-        let images = frames_to_images(model, &frames.unsqueeze(0)).squeeze_dim(0);
-        model
-            .net
-            .embed_images(&images, false)
-            .to_device(Device::Cpu)
-    })
 }
 
 /// Scores of the model (eval mode) on prepared clips, and the probabilities.
