@@ -210,10 +210,11 @@ impl Dataset {
             )));
         }
         if validation.is_empty() {
-            return Err(DatasetError::Empty(format!(
-                "{} (validation: every label has a single recording; record more)",
-                root.display()
-            )));
+            let why = match split {
+                Split::Listed => "validation: fold1_evaluate.csv lists none",
+                _ => "validation: every label has a single recording; record more",
+            };
+            return Err(DatasetError::Empty(format!("{} ({why})", root.display())));
         }
         let notes = notes(&classes, &train, &validation, split);
         Ok(Dataset {
