@@ -467,6 +467,7 @@ fn bad_folders_get_clear_messages_or_counted_skips() {
         data.join("shop/lonely.wav").display()
     ));
     std::fs::write(data.join("shop/notes.txt"), "bought a new till").unwrap();
+    media(&data.join("stray.mp4"), 10, "ball", "sine");
     // An empty label folder, and a label with one clip.
     std::fs::create_dir_all(data.join("garden")).unwrap();
     media(&data.join("hall/once.mp4"), 10, "snow", "ticks");
@@ -480,6 +481,7 @@ fn bad_folders_get_clear_messages_or_counted_skips() {
         "porch/short.mp4: shorter than 10 s",
         "shop/lonely.wav: no video of the same name",
         "shop/notes.txt: not a media file",
+        "stray.mp4: not in a label folder",
         "label 'hall': only 1 clip(s)",
     ] {
         assert!(said.contains(expected), "{expected}: {said}");

@@ -24,7 +24,7 @@ pub(super) fn read(root: &Path) -> Result<Listing, DatasetError> {
     for (label, dir) in subdirectories(root) {
         labels += 1;
         let mut files = Vec::new();
-        walk(&dir, &mut files);
+        walk(&dir, &mut files, true);
         // By name without extension: a WAV and a video of the same name are one recording.
         let mut by_stem: BTreeMap<PathBuf, (Option<PathBuf>, Vec<PathBuf>)> = BTreeMap::new();
         for file in files {
@@ -104,6 +104,21 @@ pub(super) fn read(root: &Path) -> Result<Listing, DatasetError> {
     if labels == 0 {
         return Err(DatasetError::NotFound(root.to_path_buf()));
     }
+    // Media dropped beside the label folders has no label.
+    let mut loose = Vec::new();
+    walk(root, &mut loose, false);
+    for file in loose {
+        let extension = file
+            .extension()
+            .map(|e| e.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        if extension == "wav" || MEDIA_EXTENSIONS.contains(&extension.as_str()) {
+            skipped.push(Skip {
+                file: file.display().to_string(),
+                reason: "not in a label folder: ignored (move it into DIR/<label>/)".into(),
+            });
+        }
+    }
     Ok(Listing {
         layout: Layout::FolderPerLabel,
         recordings,
@@ -126,9 +141,9 @@ pub fn subdirectories(root: &Path) -> Vec<(String, PathBuf)> {
     dirs
 }
 
-/// Every file under `dir` (recursively; hidden ones and `avscene record`'s unfinished
-/// `*.partial` files left out), sorted.
-fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+/// Every file in `dir` (and its subfolders when `recursive`; hidden ones and `avscene
+/// record`'s unfinished `*.partial` files left out), sorted.
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, recursive: bool) {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -142,7 +157,9 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
     entries.sort();
     for path in entries {
         if path.is_dir() {
-            walk(&path, files);
+            if recursive {
+                walk(&path, files, true);
+            }
         } else {
             files.push(path);
         }
