@@ -37,6 +37,16 @@ fn device(spec: DeviceSpec) -> Result<tch::Device, ExitCode> {
     })
 }
 
+/// A flag that SIGINT (Ctrl-C) or SIGTERM raises: the work in hand finishes, what is done
+/// is kept.
+fn stop_on_signals() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(signal, stop.clone());
+    }
+    stop
+}
+
 fn train_failed(e: TrainError) -> ExitCode {
     eprintln!("avscene: {e}");
     match e {
@@ -51,10 +61,7 @@ pub fn train(mut options: TrainOptions, device_spec: DeviceSpec) -> ExitCode {
         Err(code) => return code,
     };
     // Ctrl-C (or SIGTERM) ends the batch, saves a checkpoint and exits.
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(signal, stop.clone());
-    }
+    let stop = stop_on_signals();
     match crate::train::train(&options, stop) {
         Ok(summary) => {
             for s in &summary.skipped {
@@ -278,10 +285,7 @@ pub fn record(config: Option<&std::path::Path>, options: RecordOptions) -> ExitC
             return ExitCode::from(EXIT_INPUT);
         }
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(signal, stop.clone());
-    }
+    let stop = stop_on_signals();
     let target = crate::train::record::clips_in_minutes(options.minutes);
     eprintln!(
         "recording {target} clip(s) of 10 s labelled '{}' from stream '{}' into {}; the first \
