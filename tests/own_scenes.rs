@@ -308,6 +308,32 @@ fn tensors(path: &Path, prefixes: &[&str]) -> Vec<(String, Vec<usize>, Vec<u8>)>
     out
 }
 
+/// `avscene train` fine-tuning the demo model on `data` with frozen encoders (CPU, lr 1e-3,
+/// batches of 4) for `epochs`, then `extra`.
+fn fine_tune(data: &Path, out: &Path, epochs: &str, extra: &[&str]) -> std::process::Output {
+    let (data, out) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = vec![
+        "train",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--init",
+        DEMO_MODEL,
+        "--freeze-encoders",
+        "--epochs",
+        epochs,
+        "--lr",
+        "1e-3",
+        "--batch",
+        "4",
+        "--device",
+        "cpu",
+    ];
+    args.extend(extra);
+    avscene(&args)
+}
+
 #[test]
 fn a_folder_per_label_set_fine_tunes_the_demo_model_onto_new_labels_and_serves() {
     assert!(
@@ -339,24 +365,7 @@ fn a_folder_per_label_set_fine_tunes_the_demo_model_onto_new_labels_and_serves()
     // Fine-tune with frozen encoders onto {porch, shop} (the demo model knows four other
     // labels): the classifier is rebuilt, everything else starts from the demo model.
     let out = dir.path().join("model");
-    let run = avscene(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--init",
-        DEMO_MODEL,
-        "--freeze-encoders",
-        "--epochs",
-        "6",
-        "--lr",
-        "1e-3",
-        "--batch",
-        "4",
-        "--device",
-        "cpu",
-    ]);
+    let run = fine_tune(&data, &out, "6", &[]);
     let said = text(&run);
     assert!(run.status.success(), "{said}");
     assert!(said.contains("classifier rebuilt"), "{said}");
@@ -365,26 +374,13 @@ fn a_folder_per_label_set_fine_tunes_the_demo_model_onto_new_labels_and_serves()
     // A rerun reads every embedding from the cache (the image branch's too) and trains
     // exactly as the first run did.
     let rerun_out = dir.path().join("rerun");
-    let rerun = avscene(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        rerun_out.to_str().unwrap(),
-        "--cache",
-        out.join("feature-cache").to_str().unwrap(),
-        "--init",
-        DEMO_MODEL,
-        "--freeze-encoders",
-        "--epochs",
+    let cache = out.join("feature-cache");
+    let rerun = fine_tune(
+        &data,
+        &rerun_out,
         "1",
-        "--lr",
-        "1e-3",
-        "--batch",
-        "4",
-        "--device",
-        "cpu",
-    ]);
+        &["--cache", cache.to_str().unwrap()],
+    );
     let said = text(&rerun);
     assert!(
         said.contains("6 recordings from the cache, 0 computed"),
@@ -428,26 +424,7 @@ fn a_folder_per_label_set_fine_tunes_the_demo_model_onto_new_labels_and_serves()
     assert_eq!(details["dataset"], data.display().to_string());
 
     // The new model labels the demo stream (ball over pink noise) "porch" in `avscene run`.
-    let broker = common::Broker::start("allow_anonymous true");
-    let config = common::demo_config(
-        dir.path(),
-        &format!(
-            "[mqtt]\nport = {}\n[model]\npath = \"{}\"\ndevice = \"cpu\"\n[metrics]\nenabled = false\n",
-            broker.port,
-            best.display()
-        ),
-    );
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_avscene"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let scene = common::first_message(broker.port, "avscene/demo/scene", 60);
-    let _ = daemon.kill();
-    let _ = daemon.wait();
-    let v: serde_json::Value =
-        serde_json::from_str(&scene).unwrap_or_else(|e| panic!("{e}: {scene:?}"));
+    let v = common::first_scene_with(dir.path(), &best);
     assert_eq!(v["label"], "porch", "{v}");
 }
 

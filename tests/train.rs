@@ -120,26 +120,7 @@ fn a_synthetic_set_trains_evaluates_resumes_and_serves() {
     assert_eq!(steps(&out), before + 2 * 3);
 
     // The best model serves: `avscene run` publishes its labels.
-    let broker = common::Broker::start("allow_anonymous true");
-    let config = common::demo_config(
-        dir.path(),
-        &format!(
-            "[mqtt]\nport = {}\n[model]\npath = \"{}\"\ndevice = \"cpu\"\n[metrics]\nenabled = false\n",
-            broker.port,
-            out.join("best.safetensors").display()
-        ),
-    );
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_avscene"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let scene = common::first_message(broker.port, "avscene/demo/scene", 60);
-    let _ = daemon.kill();
-    let _ = daemon.wait();
-    let v: serde_json::Value =
-        serde_json::from_str(&scene).unwrap_or_else(|e| panic!("{e}: {scene:?}"));
+    let v = common::first_scene_with(dir.path(), &out.join("best.safetensors"));
     let labels: Vec<&String> = v["probabilities"].as_object().unwrap().keys().collect();
     assert_eq!(labels, ["ball_pinknoise", "smpte_sine", "snow_ticks"]);
     // The demo stream shows a ball and plays pink noise: the matching synthetic class.

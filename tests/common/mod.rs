@@ -204,6 +204,30 @@ pub fn demo_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// The first scene message `avscene run` publishes for the demo stream with `model`
+/// (a broker of its own, CPU, no metrics endpoint), as JSON.
+pub fn first_scene_with(dir: &std::path::Path, model: &std::path::Path) -> serde_json::Value {
+    let broker = Broker::start("allow_anonymous true");
+    let config = demo_config(
+        dir,
+        &format!(
+            "[mqtt]\nport = {}\n[model]\npath = \"{}\"\ndevice = \"cpu\"\n[metrics]\nenabled = false\n",
+            broker.port,
+            model.display()
+        ),
+    );
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_avscene"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let scene = first_message(broker.port, "avscene/demo/scene", 60);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    serde_json::from_str(&scene).unwrap_or_else(|e| panic!("{e}: {scene:?}"))
+}
+
 /// What `mosquitto_sub` prints for `count` messages on `topic` of the broker on `port`
 /// (retained ones at once), waiting up to `seconds`; `-v` and friends in `extra`.
 fn subscribe(port: u16, topic: &str, count: usize, seconds: u64, extra: &[&str]) -> String {
