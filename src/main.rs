@@ -155,21 +155,12 @@ enum Command {
     /// Score a model on a dataset's evaluation clips: DCASE accuracy and log-loss per
     /// class and overall, confusion matrix, JSON report and PNG plots.
     Evaluate {
-        #[arg(long, short, value_name = "FILE")]
-        model: PathBuf,
-        #[arg(long, value_name = "DIR")]
-        data: PathBuf,
-        /// Where evaluation.json and the plots go (default: beside the model).
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        #[arg(long, value_name = "DIR")]
-        cache: Option<PathBuf>,
+        #[command(flatten)]
+        options: avscene::train::EvaluateOptions,
         /// Print the JSON report instead of the table.
         #[arg(long)]
         json: bool,
-        /// Also score the DCASE 1-s protocol: each second from that second alone.
-        #[arg(long)]
-        one_second: bool,
+        /// Where to run: auto, cpu, cuda or cuda:N.
         #[arg(long, default_value = "auto")]
         device: avscene::model::DeviceSpec,
     },
@@ -260,22 +251,10 @@ fn main() -> ExitCode {
         }
         Command::DatasetInfo { data, json } => avscene::commands::dataset_info(data, json),
         Command::Evaluate {
-            model,
-            data,
-            out,
-            cache,
+            options,
             json,
-            one_second,
             device,
-        } => avscene::commands::evaluate(avscene::commands::EvaluateArgs {
-            model,
-            data,
-            out,
-            cache,
-            json,
-            one_second,
-            device,
-        }),
+        } => avscene::commands::evaluate(options, json, device),
         Command::Classify {
             file,
             model,

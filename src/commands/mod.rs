@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 mod train;
 
-pub use train::{EvaluateArgs, classify, dataset_info, evaluate, record, synth_dataset, train};
+pub use train::{classify, dataset_info, evaluate, record, synth_dataset, train};
 
 use crate::config::Settings;
 use crate::model::{DeviceSpec, Model, ModelSpec, PROFILES};

@@ -95,33 +95,14 @@ pub fn train(mut options: TrainOptions, device_spec: DeviceSpec) -> ExitCode {
     }
 }
 
-pub struct EvaluateArgs {
-    pub model: PathBuf,
-    pub data: PathBuf,
-    pub out: Option<PathBuf>,
-    pub cache: Option<PathBuf>,
-    pub json: bool,
-    pub one_second: bool,
-    pub device: DeviceSpec,
-}
-
-pub fn evaluate(args: EvaluateArgs) -> ExitCode {
-    let device = match device(args.device) {
+pub fn evaluate(mut options: EvaluateOptions, json: bool, device_spec: DeviceSpec) -> ExitCode {
+    options.device = match device(device_spec) {
         Ok(d) => d,
         Err(code) => return code,
     };
-    let options = EvaluateOptions {
-        model: args.model,
-        data: args.data,
-        out: args.out,
-        cache: args.cache,
-        seed: 0,
-        device,
-        one_second: args.one_second,
-    };
     match crate::train::evaluate(&options) {
         Ok(evaluation) => {
-            if args.json {
+            if json {
                 match std::fs::read_to_string(&evaluation.report) {
                     Ok(text) => print!("{text}"),
                     Err(e) => return fail(format!("{}: {e}", evaluation.report.display())),

@@ -15,16 +15,30 @@ use super::plot;
 use super::trainer::{Prepared, TrainError, evaluate_prepared, progress, read_log};
 use crate::model::Model;
 
+/// `avscene evaluate` settings (its command-line options).
+#[derive(Debug, Clone, clap::Args)]
 pub struct EvaluateOptions {
+    /// The model file to score.
+    #[arg(long, short, value_name = "FILE")]
     pub model: PathBuf,
+    /// The dataset, TAU or folder-per-label: its validation recordings are scored.
+    #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
-    /// Where the report and plots go (default: beside the model).
+    /// Where evaluation.json and the plots go (default: beside the model).
+    #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Feature cache directory (default OUT/feature-cache).
+    #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// The seed training used: it picks the held-out locations when the dataset lists none.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    pub device: tch::Device,
-    /// Also score the DCASE 1-s protocol.
+    /// Also score the DCASE 1-s protocol: each second from that second alone.
+    #[arg(long)]
     pub one_second: bool,
+    /// Set from `--device` once resolved.
+    #[arg(skip = tch::Device::Cpu)]
+    pub device: tch::Device,
 }
 
 pub struct Evaluation {

@@ -35,7 +35,8 @@ pub struct ClipFeatures {
     pub frames: Tensor,
 }
 
-fn file_uri(path: &Path) -> Result<String, String> {
+/// A file's `file://` URI, for GStreamer; the error names the file.
+pub(crate) fn file_uri(path: &Path) -> Result<String, String> {
     let absolute = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
     gstreamer::glib::filename_to_uri(&absolute, None)
         .map(|u| u.to_string())

@@ -500,14 +500,14 @@ pub(super) fn evaluate_prepared(
     (score(&probabilities, &truth, classes), probabilities)
 }
 
-/// Training warnings about clip counts: a label with fewer than three training clips, or
+/// Training warnings about clip counts: a label with fewer than `FEW_CLIPS` training clips, or
 /// none to validate on after decoding.
 fn clip_notes(classes: &[String], train: &[Prepared], validation: &[Prepared]) -> Vec<String> {
     let mut notes = Vec::new();
     for (i, label) in classes.iter().enumerate() {
         let count = |set: &[Prepared]| set.iter().filter(|p| p.class == i as i64).count();
         let (t, v) = (count(train), count(validation));
-        if t < 3 {
+        if t < super::dataset::FEW_CLIPS {
             notes.push(format!(
                 "label '{label}': only {t} training clip(s) of 10 s: record a few minutes of it"
             ));

@@ -59,40 +59,27 @@ pub(super) fn read(root: &Path) -> Result<Listing, DatasetError> {
                         .to_string()
                 })
             };
-            match (wav, videos.next()) {
-                (Some(wav), Some(video)) => recordings.push(Clip {
-                    identifier: identifier(&wav),
-                    audio: wav,
-                    video,
-                    label: label.clone(),
-                    cut: true,
-                }),
-                (Some(wav), None) => skipped.push(Skip {
-                    file: wav.display().to_string(),
-                    reason: format!(
-                        "no video of the same name beside it ({}): avscene needs picture and sound",
-                        MEDIA_EXTENSIONS.join(", ")
-                    ),
-                }),
-                (None, Some(video)) => recordings.push(Clip {
-                    identifier: identifier(&video),
-                    audio: video.clone(),
-                    video,
-                    label: label.clone(),
-                    cut: true,
-                }),
-                (None, None) => {}
+            let recording = |audio: PathBuf, video: PathBuf| Clip {
+                identifier: identifier(&audio),
+                audio,
+                video,
+                label: label.clone(),
+                cut: true,
+            };
+            if let Some(wav) = wav {
+                match videos.next() {
+                    Some(video) => recordings.push(recording(wav, video)),
+                    None => skipped.push(Skip {
+                        file: wav.display().to_string(),
+                        reason: format!(
+                            "no video of the same name beside it ({}): avscene needs picture and sound",
+                            MEDIA_EXTENSIONS.join(", ")
+                        ),
+                    }),
+                }
             }
-            // Further videos of the same name are recordings of their own.
-            for video in videos {
-                recordings.push(Clip {
-                    identifier: identifier(&video),
-                    audio: video.clone(),
-                    video,
-                    label: label.clone(),
-                    cut: true,
-                });
-            }
+            // Videos not paired with a WAV carry their own sound: recordings of their own.
+            recordings.extend(videos.map(|video| recording(video.clone(), video)));
         }
         if recordings.len() == before {
             skipped.push(Skip {

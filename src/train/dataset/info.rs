@@ -48,8 +48,7 @@ struct Media {
 }
 
 fn discover(discoverer: &Discoverer, path: &Path) -> Result<Media, String> {
-    let absolute = std::fs::canonicalize(path).map_err(|e| e.to_string())?;
-    let uri = gstreamer::glib::filename_to_uri(&absolute, None).map_err(|e| e.to_string())?;
+    let uri = crate::train::features::file_uri(path)?;
     let info = discoverer
         .discover_uri(&uri)
         .map_err(|e| format!("cannot read: {e}"))?;
@@ -144,7 +143,7 @@ pub fn inspect(root: &Path, seed: u64) -> Result<DatasetInfo, DatasetError> {
         info.locations = locations.get(label).map_or(0, BTreeSet::len);
         if info.clips == 0 {
             notes.push(format!("label '{label}': no usable clip"));
-        } else if info.clips < 3 {
+        } else if info.clips < super::FEW_CLIPS {
             notes.push(format!(
                 "label '{label}': only {} clip(s) of 10 s: record a few minutes of it",
                 info.clips

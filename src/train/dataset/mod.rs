@@ -21,6 +21,9 @@ pub use crate::model::fnv1a;
 pub use folders::{MEDIA_EXTENSIONS, RECORDINGS};
 pub use info::{DatasetInfo, LabelInfo, inspect};
 
+/// Fewer 10 s clips of a label than this earn a warning: too little to learn a scene from.
+pub const FEW_CLIPS: usize = 3;
+
 /// One labelled recording: a TAU clip, or a file of any length cut into clips.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clip {
