@@ -2,7 +2,14 @@
 """Convert a PyTorch checkpoint (.pth / .pt state dict) to safetensors, keeping its tensor
 names, for `avscene import-weights`.
 
-    python3 scripts/pth-to-safetensors.py resnet50-11ad3fa6.pth resnet50.safetensors
+    python3 scripts/pth-to-safetensors.py resnet50-0676ba61.pth resnet50.safetensors
+
+resnet50-0676ba61.pth is torchvision's IMAGENET1K_V1, the weights `resnet50(pretrained=True)`
+gave the authors (https://download.pytorch.org/models/resnet50-0676ba61.pth; the same
+weights were once served as resnet50-19c8e357.pth). The newer IMAGENET1K_V2
+(resnet50-11ad3fa6.pth) is another training recipe, not the paper's.
+An authors' Mixed_model checkpoint ({"state_dict": ..., "optimizer": ...}) converts the same
+way, for `avscene import-weights --dual-stream`.
 
 Needs a Python with torch and safetensors (scripts/setup.sh --cuda makes one in
 .deps/torch-venv; any `pip install torch safetensors` works). Handles plain state dicts,

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use avscene::model::{Model, ModelSpec};
 use common::{avscene, tempdir};
@@ -104,6 +104,17 @@ fn a_whole_dual_stream_checkpoint_imports_under_the_authors_names() {
         .into_iter()
         .filter(|(n, _)| !n.starts_with("openl3."))
         .map(|(n, t)| (format!("module.{n}"), t.detach() * 2.0))
+        // The authors' ResNet keeps torchvision's ImageNet head, which the model lacks.
+        .chain([
+            (
+                "video.resnet.fc.weight".to_string(),
+                Tensor::ones([1000, 128], (tch::Kind::Float, Device::Cpu)),
+            ),
+            (
+                "video.resnet.fc.bias".to_string(),
+                Tensor::zeros([1000], (tch::Kind::Float, Device::Cpu)),
+            ),
+        ])
         .collect();
     let ckpt = dir.path().join("mixed_model.safetensors");
     Tensor::write_safetensors(&named, &ckpt).unwrap();
@@ -121,6 +132,11 @@ fn a_whole_dual_stream_checkpoint_imports_under_the_authors_names() {
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
+    );
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        said.contains("2 left out, unused by the model") && said.contains("video.resnet.fc.weight"),
+        "{said}"
     );
     let model = Model::load(&out, Device::Cpu).unwrap();
     let w = &model.vs.variables()["classifier.1.weight"];

@@ -330,6 +330,14 @@ pub fn import_weights(args: ImportArgs<'_>) -> ExitCode {
     for (file, count) in &report.imported {
         let _ = writeln!(text, "imported {count} tensors from {file}");
     }
+    for (file, names) in &report.unused {
+        let _ = writeln!(
+            text,
+            "note: {file}: {} left out, unused by the model (an ImageNet classifier): {}",
+            names.len(),
+            names.join(", ")
+        );
+    }
     for part in &report.untouched_parts {
         let _ = writeln!(
             text,

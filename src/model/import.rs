@@ -6,8 +6,10 @@
 //!   `fc.*` is dropped) → `video.resnet.*`;
 //! - torchopenl3's `mel256`/`env`/512 model (`batch_normalization_1.*`, `conv2d_1.*`, …,
 //!   `audio_embedding_layer.*`, optionally `speclayer.*`) → `openl3.*`;
-//! - a whole dual-stream checkpoint from the authors' code (`audio_net.*`, `video.*`,
-//!   `encoder.*`, `classifier.1.*`), whose names avscene shares.
+//! - a whole dual-stream checkpoint from the authors' code (their `Mixed_model`'s state
+//!   dict: `audio_net.*`, `video.*`, `encoder.*`, `classifier.1.*`), whose names avscene
+//!   shares; its ResNet still carries torchvision's unused ImageNet head
+//!   (`video.resnet.fc.*`), which is dropped and reported.
 //!
 //! Every imported tensor must exist in the architecture with the same shape; parts no
 //! input covers keep their fresh initialisation and are reported.
@@ -37,25 +39,38 @@ impl Source {
         }
     }
 
-    /// avscene's name for a tensor of this checkpoint; `None` for tensors that have no
-    /// place in the model (the ImageNet classifier, BatchNorm step counters).
-    fn map(self, name: &str) -> Option<String> {
+    /// Where a tensor of this checkpoint goes in avscene's model.
+    fn map(self, name: &str) -> Mapped {
         if name.ends_with("num_batches_tracked") {
-            return None;
+            return Mapped::Skip; // BatchNorm step counters: not weights
         }
         let name = name.strip_prefix("module.").unwrap_or(name); // DataParallel checkpoints
         match self {
             Source::Resnet => {
                 let bare = name.strip_prefix("video.resnet.").unwrap_or(name);
-                (!bare.starts_with("fc.")).then(|| format!("video.resnet.{bare}"))
+                if bare.starts_with("fc.") {
+                    Mapped::Unused // torchvision's ImageNet classifier
+                } else {
+                    Mapped::To(format!("video.resnet.{bare}"))
+                }
             }
-            Source::OpenL3 => Some(format!(
+            Source::OpenL3 => Mapped::To(format!(
                 "openl3.{}",
                 name.strip_prefix("openl3.").unwrap_or(name)
             )),
-            Source::DualStream => Some(name.to_string()),
+            Source::DualStream if name.starts_with("video.resnet.fc.") => Mapped::Unused,
+            Source::DualStream => Mapped::To(name.to_string()),
         }
     }
+}
+
+/// What becomes of a checkpoint's tensor.
+enum Mapped {
+    To(String),
+    /// A weight the architecture has no use for (an ImageNet classifier): reported.
+    Unused,
+    /// Not a weight.
+    Skip,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +114,8 @@ pub enum ImportError {
 pub struct ImportReport {
     /// Tensors copied, per input file.
     pub imported: BTreeMap<String, usize>,
+    /// Weights of the inputs the model has no use for (ImageNet classifiers), per file.
+    pub unused: BTreeMap<String, Vec<String>>,
     /// Top-level parts with variables no input covered (still freshly initialised).
     pub untouched_parts: Vec<String>,
 }
@@ -112,12 +129,19 @@ fn kind_of(dtype: Dtype) -> Option<Kind> {
     }
 }
 
+/// What one file gave: the variables it set, and its tensors left unused.
+#[derive(Debug, Default)]
+pub struct Imported {
+    pub copied: Vec<String>,
+    pub unused: Vec<String>,
+}
+
 /// Copy every tensor of `file` into `model` under `source`'s naming.
 pub fn import_file(
     model: &mut Model,
     file: &Path,
     source: Source,
-) -> Result<Vec<String>, ImportError> {
+) -> Result<Imported, ImportError> {
     let bytes = std::fs::read(file).map_err(|e| ImportError::Read {
         file: file.to_path_buf(),
         source: e,
@@ -129,10 +153,15 @@ pub fn import_file(
     let variables = model.vs.variables();
     let mut names: Vec<&str> = tensors.names();
     names.sort();
-    let mut copied = Vec::new();
+    let mut imported = Imported::default();
     for name in names {
-        let Some(target) = source.map(name) else {
-            continue;
+        let target = match source.map(name) {
+            Mapped::To(target) => target,
+            Mapped::Unused => {
+                imported.unused.push(name.to_string());
+                continue;
+            }
+            Mapped::Skip => continue,
         };
         let Some(var) = variables.get(&target) else {
             return Err(ImportError::UnknownTensor {
@@ -165,14 +194,14 @@ pub fn import_file(
         })?;
         let value = Tensor::from_data_size(view.data(), &found, kind).to_kind(Kind::Float);
         tch::no_grad(|| var.shallow_clone().copy_(&value));
-        copied.push(target);
+        imported.copied.push(target);
     }
-    if copied.is_empty() {
+    if imported.copied.is_empty() {
         return Err(ImportError::Empty {
             file: file.to_path_buf(),
         });
     }
-    Ok(copied)
+    Ok(imported)
 }
 
 /// Import each `(file, source)` into `model` in order (later files win), record the
@@ -184,14 +213,16 @@ pub fn import_all(
     let mut report = ImportReport::default();
     let mut covered = std::collections::BTreeSet::new();
     for (file, source) in inputs {
-        let copied = import_file(model, file, *source)?;
-        report
-            .imported
-            .insert(file.display().to_string(), copied.len());
+        let Imported { copied, unused } = import_file(model, file, *source)?;
+        let name = file.display().to_string();
+        report.imported.insert(name.clone(), copied.len());
         model.provenance.details.insert(
             format!("imported_{}", source.label()),
-            serde_json::json!({ "file": file.display().to_string(), "tensors": copied.len() }),
+            serde_json::json!({ "file": name, "tensors": copied.len(), "unused": unused }),
         );
+        if !unused.is_empty() {
+            report.unused.insert(name, unused);
+        }
         covered.extend(copied);
     }
     let mut parts = BTreeMap::<String, bool>::new();

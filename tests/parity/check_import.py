@@ -1,8 +1,10 @@
 """End-to-end check of the weight import path with real PyTorch checkpoints: build the
 reference networks with random weights, save their state dicts with torch.save (as
-torchvision and torchopenl3 distribute them), convert with scripts/pth-to-safetensors.py,
-import with `avscene import-weights`, and compare every tensor of the resulting model
-file with the PyTorch values. Run by tests/import_weights.rs when a Python with torch is
+torchvision and torchopenl3 distribute them, and as the authors' train.py saves a
+Mixed_model checkpoint: {"state_dict", "optimizer", ...}, its ResNet still carrying
+torchvision's ImageNet `fc`), convert with scripts/pth-to-safetensors.py, import with
+`avscene import-weights`, and compare every tensor of the resulting model files with the
+PyTorch values. Run by tests/import_weights.rs when a Python with torch is
 available (AVSCENE_TEST_PYTHON, or .deps/torch-venv); exits non-zero on a mismatch.
 
     python tests/parity/check_import.py path/to/avscene WORKDIR
@@ -15,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(__file__))
-from reference import FULL, PytorchOpenl3, ResNet  # noqa: E402
+from reference import FULL, PytorchOpenl3, ResNet, SceneNet  # noqa: E402
 
 avscene, work = sys.argv[1], sys.argv[2]
 repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -51,4 +53,24 @@ for prefix, module in [("video.resnet.", resnet), ("openl3.", openl3)]:
         assert ours.shape == value.shape, (name, ours.shape, value.shape)
         assert torch.equal(ours, value.float()), f"{prefix}{name} differs"
         checked += 1
+
+# The authors' Mixed_model: every part but OpenL3 (their model takes OpenL3 embeddings).
+mixed = SceneNet(FULL)
+mixed.video.resnet.fc = torch.nn.Linear(2048, 1000)  # resnet_model.resnet50 keeps it
+state = {k: v for k, v in mixed.state_dict().items() if not k.startswith("openl3.")}
+pth = os.path.join(work, "Epoch_21_acc_0.90.pth")
+optimizer = torch.optim.Adam(mixed.parameters(), lr=1e-4)
+torch.save({"epoch": 21, "state_dict": state, "optimizer": optimizer.state_dict(), "acc": 0.9}, pth)
+st = os.path.join(work, "mixed_model.safetensors")
+subprocess.run([sys.executable, os.path.join(repo, "scripts/pth-to-safetensors.py"), pth, st], check=True)
+out = os.path.join(work, "dual_stream.safetensors")
+run = subprocess.run([avscene, "import-weights", "--dual-stream", st, "--out", out],
+                     check=True, capture_output=True, text=True)
+assert "video.resnet.fc.bias, video.resnet.fc.weight" in run.stdout, run.stdout
+model = load_file(out)
+for name, value in state.items():
+    if name.endswith("num_batches_tracked") or name.startswith("video.resnet.fc."):
+        continue
+    assert torch.equal(model[name], value.float()), f"{name} differs"
+    checked += 1
 print(f"import check: {checked} tensors identical")
