@@ -11,21 +11,10 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Problems;
+use crate::features::{
+    AUDIO_FRAME_HOP, IMAGE_BYTES, IMAGES, LEAD_SAMPLES, SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS,
+};
 
-/// Length of a window in seconds. The DCASE 2021 model classifies 10 s clips: 96 OpenL3
-/// frames and 10 images.
-pub const WINDOW_SECONDS: f64 = 10.0;
-/// Audio sample rate of every window.
-pub const SAMPLE_RATE: u64 = 48_000;
-/// Samples in a window.
-pub const WINDOW_SAMPLES: usize = 480_000;
-/// Audio before the window that OpenL3's first frame (centred on the window start) covers.
-pub const LEAD_SAMPLES: usize = 24_000;
-/// Frames per window, one per second.
-pub const WINDOW_FRAMES: usize = 10;
-/// Side of a frame and its size in bytes (RGB).
-pub const FRAME_SIDE: usize = 224;
-pub const FRAME_BYTES: usize = FRAME_SIDE * FRAME_SIDE * 3;
 /// At the end of a file, a last window short of this much audio is padded (0.5 s).
 pub const END_TOLERANCE: u64 = SAMPLE_RATE / 2;
 
@@ -110,7 +99,7 @@ pub struct Window {
     pub audio: Vec<f32>,
     /// The [`LEAD_SAMPLES`] before the window (zeros before the stream began).
     pub audio_lead: Vec<f32>,
-    /// Exactly [`WINDOW_FRAMES`] RGB frames of [`FRAME_BYTES`]; consecutive windows share
+    /// Exactly [`IMAGES`] RGB frames of [`IMAGE_BYTES`]; consecutive windows share
     /// them.
     pub frames: Vec<Arc<[u8]>>,
     /// Samples of the window that are silence inserted for missing audio.
@@ -125,7 +114,7 @@ pub struct Window {
 impl Window {
     /// Position of the window's first OpenL3 frame on the stream's 0.1 s grid.
     pub fn first_frame_position(&self) -> u64 {
-        self.start_sample / (SAMPLE_RATE / 10)
+        self.start_sample / AUDIO_FRAME_HOP as u64
     }
 
     /// Root mean square of the audio.
@@ -168,6 +157,9 @@ pub struct Assembler {
     /// filled in: a second for live sources; for files, whose branches decode at their
     /// own pace, long enough that decoding order never changes the result.
     video_wait: u64,
+    /// The video branch has ended (end of stream): the frames there are are all there
+    /// will be, so windows need not wait for more.
+    video_ended: bool,
     /// Windows emitted since the last resync (their starts follow `origin`).
     emitted: u64,
     black: Arc<[u8]>,
@@ -192,8 +184,9 @@ impl Assembler {
             latest_frame: None,
             next_seq: 0,
             video_wait: SAMPLE_RATE,
+            video_ended: false,
             emitted: 0,
-            black: Arc::from(vec![0u8; FRAME_BYTES]),
+            black: Arc::from(vec![0u8; IMAGE_BYTES]),
             counts: AssemblerCounts::default(),
         }
     }
@@ -280,9 +273,18 @@ impl Assembler {
         self.emit_ready()
     }
 
+    /// The video branch ended: emit the windows that were waiting for frames that will
+    /// not come (they repeat the last frame, counted as filled).
+    pub fn end_of_video(&mut self) -> Vec<Window> {
+        self.video_ended = true;
+        self.emit_ready()
+    }
+
     /// Add a frame whose running time is `pts_ns`.
     pub fn push_frame(&mut self, pts_ns: u64, rgb: Arc<[u8]>) -> Vec<Window> {
         let at = ns_to_samples(pts_ns);
+        // A looping file's next pass: its video flows again.
+        self.video_ended = false;
         // A frame for a second before the next window: no window will show it.
         if self.origin.is_some()
             && self.emitted > 0
@@ -321,9 +323,10 @@ impl Assembler {
             }
             // Wait for the last second's frame (video runs at 1 fps after videorate)
             // unless the audio is `video_wait` past the window: then video is late, fill.
-            let video_ready = self
-                .latest_frame
-                .is_some_and(|l| l + JITTER_SAMPLES >= end - SAMPLE_RATE);
+            let video_ready = self.video_ended
+                || self
+                    .latest_frame
+                    .is_some_and(|l| l + JITTER_SAMPLES >= end - SAMPLE_RATE);
             if !video_ready && self.audio_end() < end + self.video_wait {
                 break;
             }
@@ -358,9 +361,9 @@ impl Assembler {
             .iter()
             .map(|&(a, b)| b.min(end).saturating_sub(a.max(start)))
             .sum();
-        let mut frames = Vec::with_capacity(WINDOW_FRAMES);
+        let mut frames = Vec::with_capacity(IMAGES);
         let mut filled_frames = 0;
-        for slot in 0..WINDOW_FRAMES as u64 {
+        for slot in 0..IMAGES as u64 {
             let slot_start = start + slot * SAMPLE_RATE;
             let centre = slot_start + SAMPLE_RATE / 2;
             match self.frames.range(..=centre).next_back() {
@@ -428,7 +431,7 @@ mod tests {
     const SECOND_NS: u64 = 1_000_000_000;
 
     fn frame(v: u8) -> Arc<[u8]> {
-        Arc::from(vec![v; FRAME_BYTES])
+        Arc::from(vec![v; IMAGE_BYTES])
     }
 
     /// Feed `seconds` of audio in 0.1 s buffers (value = second index) and a frame per
@@ -458,7 +461,7 @@ mod tests {
         assert_eq!(last.len(), 1);
         assert_eq!(last[0].filled_samples, 3 * 4800);
         assert_eq!(last[0].audio[WINDOW_SAMPLES - 1], 0.0);
-        assert_eq!(last[0].frames.len(), WINDOW_FRAMES);
+        assert_eq!(last[0].frames.len(), IMAGES);
         // 8 s is too short for a window: nothing is made up.
         let mut b = Assembler::new("file", &WindowConfig::default());
         feed(&mut b, 0, 8);
@@ -473,7 +476,7 @@ mod tests {
         for (i, w) in windows.iter().enumerate() {
             assert_eq!(w.seq, i as u64);
             assert_eq!(w.audio.len(), WINDOW_SAMPLES);
-            assert_eq!(w.frames.len(), WINDOW_FRAMES);
+            assert_eq!(w.frames.len(), IMAGES);
             assert_eq!(w.start_sample, i as u64 * 48_000);
             assert_eq!((w.filled_samples, w.filled_frames), (0, 0));
             // Second j of window i holds audio and a frame of second i + j.
@@ -542,6 +545,47 @@ mod tests {
         assert_eq!(a.counts().dropped_samples, 4800 + 2400);
         assert_eq!(a.counts().filled_samples, 0);
         assert_eq!(a.buffered_samples(), 9600 + 2400);
+    }
+
+    #[test]
+    fn a_file_waits_for_its_video_however_far_the_audio_runs_ahead() {
+        let config = WindowConfig::default();
+        let mut a = Assembler::new("file", &config).with_video_wait(120.0);
+        // 20 s of sound decoded before any picture: nothing is emitted early ...
+        let mut windows = Vec::new();
+        for tenth in 0..200u64 {
+            let pts = tenth * SECOND_NS / 10;
+            windows.extend(a.push_audio(pts, &vec![(tenth / 10) as f32; 4800]));
+        }
+        assert!(windows.is_empty());
+        // ... and once the frames come, the windows are those of an in-order decode.
+        for second in 0..20u64 {
+            windows.extend(a.push_frame(second * SECOND_NS, frame(second as u8)));
+        }
+        let reference = feed(&mut Assembler::new("file", &config), 0, 20);
+        assert_eq!(windows.len(), reference.len());
+        for (w, r) in windows.iter().zip(&reference) {
+            assert_eq!(
+                (w.start_sample, w.filled_frames, w.filled_samples),
+                (r.start_sample, 0, 0)
+            );
+            assert_eq!(w.audio, r.audio);
+            assert!(w.frames.iter().zip(&r.frames).all(|(f, g)| f == g));
+        }
+        // A picture track that ends before the sound: its end releases the windows, the
+        // last frame repeated and counted.
+        let mut b = Assembler::new("file", &config).with_video_wait(120.0);
+        for tenth in 0..150u64 {
+            let pts = tenth * SECOND_NS / 10;
+            if tenth % 10 == 0 && tenth < 50 {
+                assert!(b.push_frame(pts, frame((tenth / 10) as u8)).is_empty());
+            }
+            assert!(b.push_audio(pts, &[0.1; 4800]).is_empty());
+        }
+        let released = b.end_of_video();
+        assert_eq!(released.len(), 6, "windows starting at 0..=5 s end by 15 s");
+        assert_eq!(released[0].filled_frames, 5);
+        assert_eq!(released[0].frames[9][0], 4);
     }
 
     #[test]

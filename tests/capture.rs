@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use avscene::capture::{StreamHandle, StreamState, spawn, window_queue};
 use avscene::config::Settings;
-use avscene::window::{SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES, Window};
+use avscene::features::{IMAGES, SAMPLE_RATE, WINDOW_SAMPLES};
+use avscene::window::Window;
 use common::tempdir;
 use crossbeam_channel::Receiver;
 
@@ -95,7 +96,7 @@ fn synthetic_sources_give_exact_windows_a_hop_apart_then_end() {
     );
     for (i, w) in windows.iter().enumerate() {
         assert_eq!(w.audio.len(), WINDOW_SAMPLES);
-        assert_eq!(w.frames.len(), WINDOW_FRAMES);
+        assert_eq!(w.frames.len(), IMAGES);
         assert_eq!(w.seq, i as u64);
         assert_eq!(
             w.start_sample,
@@ -363,10 +364,7 @@ fn the_shipped_live_test_pipeline_gives_a_window_every_second() {
         handles[0].stats.last_error()
     );
     for (i, w) in windows.iter().enumerate() {
-        assert_eq!(
-            (w.audio.len(), w.frames.len()),
-            (WINDOW_SAMPLES, WINDOW_FRAMES)
-        );
+        assert_eq!((w.audio.len(), w.frames.len()), (WINDOW_SAMPLES, IMAGES));
         assert_eq!(
             w.start_sample,
             windows[0].start_sample + i as u64 * SAMPLE_RATE

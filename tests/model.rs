@@ -4,7 +4,7 @@
 
 mod common;
 
-use avscene::features::{FeatureSpec, audio, image};
+use avscene::features::audio;
 use avscene::model::{Model, ModelFileError, ModelSpec, TAU_CLASSES};
 use common::{avscene, input_tensor, rel_diff, tempdir};
 use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
@@ -48,44 +48,78 @@ fn full_model_shapes_at_every_stage_batch_1_and_3() {
 }
 
 #[test]
-fn a_ten_second_clip_is_96_openl3_frames_and_a_window_span_frames_the_same() {
-    let f = FeatureSpec::default();
+fn a_ten_second_clip_is_framed_as_openl3_frames_it() {
+    // openl3 0.3.1 with center=True: half a frame of zeros in front, the tail padded to
+    // whole hops, 1 s frames every 0.1 s — the reference, written out here.
     let clip: Vec<f32> = (0..480_000).map(|i| (i as f32 * 0.001).sin()).collect();
-    let frames = audio::clip_frames(&clip, &f);
-    assert_eq!(frames.size(), [96, 48_000]);
-    // Frame 0 is centred on t = 0: its first half is the front padding.
-    assert_eq!(
-        frames
-            .get(0)
-            .narrow(0, 0, 24_000)
-            .abs()
-            .max()
-            .double_value(&[]),
-        0.0
+    let padded = Tensor::from_slice(&clip).constant_pad_nd([24_000, 0]);
+    let reference = padded.unfold(0, 48_000, 4_800);
+    assert_eq!(reference.size(), [96, 48_000]);
+    // avscene's framing of a window whose lead is silence (the start of a recording).
+    let lead = vec![0.0f32; avscene::features::LEAD_SAMPLES];
+    let ours = audio::window_frames(&lead, &clip);
+    assert!(
+        Tensor::from_slice(&ours)
+            .view([96, 48_000])
+            .equal(&reference)
     );
-    assert_eq!(frames.get(0).double_value(&[24_000]), clip[0] as f64);
-    // Frame 10 is centred on t = 1 s.
-    assert_eq!(frames.get(10).double_value(&[24_000]), clip[48_000] as f64);
-    // The live path: 10.5 s of audio from W - 0.5 s (zeros before the stream began).
-    let span = Tensor::from_slice(&clip).constant_pad_nd([24_000, 0]);
-    assert!(audio::window_frames(&span, &f).equal(&frames));
+    // Frame 0 is centred on t = 0, frame 10 on t = 1 s.
+    assert!(ours[..24_000].iter().all(|&s| s == 0.0));
+    assert_eq!(ours[24_000], clip[0]);
+    assert_eq!(ours[10 * 48_000 + 24_000], clip[48_000]);
 }
 
 #[test]
-fn images_are_stretched_to_224_and_normalised() {
-    let f = FeatureSpec::default();
-    let (w, h) = (320usize, 240usize);
-    let rgb: Vec<u8> = (0..w * h * 3)
-        .map(|i| if i % 3 == 0 { 255 } else { 0 })
-        .collect();
-    let t = image::preprocess(&rgb, w, h, &f).unwrap();
-    assert_eq!(t.size(), [3, 224, 224]);
-    let red = (1.0 - f.image_mean[0]) / f.image_std[0];
-    let green = -f.image_mean[1] / f.image_std[1];
-    assert!((t.double_value(&[0, 100, 100]) - red).abs() < 1e-4);
-    assert!((t.double_value(&[1, 5, 200]) - green).abs() < 1e-4);
-    let err = image::preprocess(&rgb[1..], w, h, &f).unwrap_err();
-    assert!(err.to_string().contains("320×240"), "{err}");
+fn fresh_layers_start_as_pytorch_initialises_them() {
+    // PyTorch's defaults: nn.Linear / nn.Conv*d weights and biases U(±1/√fan_in),
+    // BatchNorm and LayerNorm γ = 1, β = 0; torchvision's ResNet convolutions
+    // kaiming_normal_(fan_out, relu). Checked on the bounds and the spread of each tensor.
+    tch::manual_seed(11);
+    let model = Model::fresh(ModelSpec::full(), Device::Cpu);
+    let vars = model.vs.variables();
+    let std = |t: &Tensor| t.std(true).double_value(&[]);
+    let mut checked = 0;
+    for (name, var) in &vars {
+        if name.contains("speclayer") || name.contains("running_") {
+            continue;
+        }
+        let size = var.size();
+        let (layer, kind) = name.rsplit_once('.').unwrap();
+        let weight = &vars[&format!("{layer}.weight")];
+        let norm = weight.dim() == 1;
+        let max = var.abs().max().double_value(&[]);
+        if norm {
+            let expected = if kind == "weight" { 1.0 } else { 0.0 };
+            let off = (var - expected).abs().max().double_value(&[]);
+            assert_eq!(off, 0.0, "{name}: a norm's {kind} must be {expected}");
+        } else if name.starts_with("video.resnet.") {
+            let fan_out = size[0] * size[2..].iter().product::<i64>();
+            let expected = (2.0 / fan_out as f64).sqrt();
+            let s = std(var);
+            assert!(
+                (s / expected - 1.0).abs() < 0.1,
+                "{name}: std {s:e}, torchvision {expected:e}"
+            );
+        } else {
+            let w = weight.size();
+            let fan_in = w[1] * w[2..].iter().product::<i64>();
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            assert!(
+                max <= bound * (1.0 + 1e-6),
+                "{name}: |x| up to {max:e} > 1/√{fan_in}"
+            );
+            if var.numel() >= 2000 {
+                let s = std(var);
+                let expected = bound / 3f64.sqrt();
+                assert!(
+                    (s / expected - 1.0).abs() < 0.1,
+                    "{name}: std {s:e}, PyTorch {expected:e}"
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked > 200, "{checked} tensors checked");
 }
 
 #[test]

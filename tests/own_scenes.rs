@@ -14,26 +14,12 @@ use std::time::{Duration, Instant};
 use avscene::capture::{write_video, write_wav};
 use avscene::train::features::decode_recording;
 use avscene::train::{Clip, Dataset};
-use common::{avscene, tempdir, text};
+use common::{avscene, gst, tempdir, tensors, text};
 
 const DEMO_MODEL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/.deps/demo-model/best.safetensors"
 );
-
-/// Run a gst-launch-1.0 pipeline (written on one line, elements split at spaces).
-fn gst(launch: &str) {
-    let out = Command::new("gst-launch-1.0")
-        .args(["-q", "-e"])
-        .args(launch.split_whitespace())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{launch}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A media file of `seconds` showing `pattern` and playing `wave`, in the container its
 /// extension names (mp4, mkv or webm).
@@ -292,20 +278,6 @@ fn own_scenes(root: &Path) {
     media(&root.join("shop/floor.mkv"), 31, "smpte", "sine");
     media(&root.join("shop/till.mp4"), 11, "smpte", "sine");
     media(&root.join("shop/door.webm"), 14, "smpte", "sine");
-}
-
-/// The tensors of a model file whose names start with one of `prefixes`, as raw bytes.
-fn tensors(path: &Path, prefixes: &[&str]) -> Vec<(String, Vec<usize>, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut out: Vec<(String, Vec<usize>, Vec<u8>)> = file
-        .tensors()
-        .into_iter()
-        .filter(|(name, _)| prefixes.iter().any(|p| name.starts_with(p)))
-        .map(|(name, view)| (name, view.shape().to_vec(), view.data().to_vec()))
-        .collect();
-    out.sort();
-    out
 }
 
 /// `avscene train` fine-tuning the demo model on `data` with frozen encoders (CPU, lr 1e-3,

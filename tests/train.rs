@@ -11,16 +11,18 @@ use std::process::Command;
 
 use common::{avscene, text};
 
-use avscene::train::dataset::split_by_location;
+use avscene::train::dataset::{Share, split_by_location};
 use avscene::train::metrics::score;
 use avscene::train::{Clip, Dataset, DatasetError, SynthOptions, read_log, synth_dataset};
 
-fn synth(dir: &Path, classes: usize, clips: usize) {
+/// A synthetic TAU-layout set: `clips` per class over `locations`, the last location
+/// being fold1_evaluate.csv.
+fn synth(dir: &Path, classes: usize, clips: usize, locations: usize) {
     synth_dataset(&SynthOptions {
         out: dir.to_path_buf(),
         classes,
         clips_per_class: clips,
-        locations: 3,
+        locations,
         seconds: 10,
         seed: 7,
     })
@@ -47,7 +49,9 @@ fn is_png(path: &Path) -> bool {
 fn a_synthetic_set_trains_evaluates_resumes_and_serves() {
     let dir = common::tempdir();
     let (data, out) = (dir.path().join("data"), dir.path().join("run"));
-    synth(&data, 3, 6);
+    // Per class: 2 clips to evaluate on; of the 6 in fold1_train, the 2 of one location
+    // validate (the best epoch) and 4 train.
+    synth(&data, 3, 8, 4);
     let cache = dir.path().join("cache");
     let cache = cache.display().to_string();
     let train = |epochs: &str, resume: bool| {
@@ -62,6 +66,17 @@ fn a_synthetic_set_trains_evaluates_resumes_and_serves() {
     assert!(run.status.success(), "{}", text(&run));
     let log = read_log(&out.join("train-log.jsonl"));
     assert_eq!(log.len(), 12);
+    // The best epoch was picked on clips held out of fold1_train, not on fold1_evaluate.
+    let best =
+        avscene::model::Model::load(&out.join("best.safetensors"), tch::Device::Cpu).unwrap();
+    let details = &best.provenance.details;
+    assert_eq!(
+        (
+            details["train_clips"].as_u64(),
+            details["validation_clips"].as_u64()
+        ),
+        (Some(12), Some(6))
+    );
     for name in [
         "best.safetensors",
         "last.safetensors",
@@ -182,20 +197,31 @@ fn the_location_split_never_puts_a_location_on_both_sides() {
             }
         }
     }
-    for seed in 0..20 {
-        let (train, validation) = split_by_location(clips.clone(), seed);
-        assert_eq!(train.len() + validation.len(), clips.len());
-        for v in &validation {
-            assert!(
-                train.iter().all(|t| t.identifier != v.identifier),
-                "seed {seed}"
-            );
-        }
-        for label in ["park", "bus", "tram"] {
-            let held = validation.iter().filter(|c| c.label == label).count();
-            assert_eq!(held, 2 * 4, "two of seven locations per class held out");
+    // A fifth (folder per label) holds two of seven locations; a tenth (TAU, the
+    // authors' share of fold1_train) one.
+    for (share, locations) in [(Share::Fifth, 2), (Share::Tenth, 1)] {
+        for seed in 0..20 {
+            let (train, validation) = split_by_location(clips.clone(), seed, share);
+            assert_eq!(train.len() + validation.len(), clips.len());
+            for v in &validation {
+                assert!(
+                    train.iter().all(|t| t.identifier != v.identifier),
+                    "seed {seed}"
+                );
+            }
+            for label in ["park", "bus", "tram"] {
+                let held = validation.iter().filter(|c| c.label == label).count();
+                assert_eq!(
+                    held,
+                    locations * 4,
+                    "{share:?}: locations held out per class"
+                );
+            }
         }
     }
+    // The authors' TAU split: 2–4 of each class's 19–36 training locations.
+    assert_eq!((Share::Tenth.of(19), Share::Tenth.of(36)), (2, 4));
+    assert_eq!((Share::Tenth.of(2), Share::Fifth.of(2)), (1, 1));
 }
 
 #[test]
@@ -219,7 +245,7 @@ fn bad_datasets_get_clear_errors_or_counted_skips() {
 
     // A set to damage: 2 classes × 3 clips (location 2 is the evaluation fold).
     let data = dir.path().join("data");
-    synth(&data, 2, 3);
+    synth(&data, 2, 3, 3);
     let audio = |stem: &str| data.join(format!("audio/{stem}.wav"));
     let video = |stem: &str| data.join(format!("video/{stem}.mp4"));
     // A listed file that is missing, and a truncated mp4.
@@ -309,7 +335,7 @@ fn ctrl_c_saves_a_checkpoint_that_resume_continues() {
     use std::io::{BufRead, BufReader};
     let dir = common::tempdir();
     let (data, out) = (dir.path().join("data"), dir.path().join("run"));
-    synth(&data, 2, 3);
+    synth(&data, 2, 3, 3);
     let args = |epochs: &str| train_args(&data, &out, epochs, &["--freeze-image"]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_avscene"))
         .args(args("500"))
@@ -354,4 +380,57 @@ fn ctrl_c_saves_a_checkpoint_that_resume_continues() {
         .unwrap();
     assert!(resumed.status.success(), "{}", text(&resumed));
     assert_eq!(read_log(&out.join("train-log.jsonl")).len(), done + 1);
+}
+
+#[test]
+fn mixup_off_changes_nothing_and_on_trains() {
+    let dir = common::tempdir();
+    let data = dir.path().join("data");
+    synth(&data, 2, 3, 3);
+    let cache = dir.path().join("cache").display().to_string();
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut all = vec![
+            "--freeze-image",
+            "--lr",
+            "1e-3",
+            "--batch",
+            "2",
+            "--cache",
+            &cache,
+        ];
+        all.extend(extra);
+        let args = train_args(&data, &out, "3", &all);
+        let run = avscene(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(run.status.success(), "{}", text(&run));
+        (
+            out.join("last.safetensors"),
+            read_log(&out.join("train-log.jsonl")),
+        )
+    };
+    let (plain, plain_log) = run("plain", &[]);
+    let (off, off_log) = run("off", &["--mixup", "0"]);
+    let (on, on_log) = run("on", &["--mixup", "0.4"]);
+    let weights = |path: &Path| common::tensors(path, &[""]);
+    assert!(
+        weights(&plain) == weights(&off),
+        "--mixup 0 must be the recipe, bit for bit"
+    );
+    let losses =
+        |log: &[avscene::train::EpochLog]| log.iter().map(|e| e.train_loss).collect::<Vec<_>>();
+    assert_eq!(losses(&plain_log), losses(&off_log));
+    assert!(
+        on_log
+            .iter()
+            .all(|e| e.train_loss.is_finite() && e.val_loss.is_finite())
+    );
+    assert!(
+        weights(&on) != weights(&plain),
+        "mixup changes what is learnt"
+    );
+    // A bad α is refused before anything starts.
+    let bad = train_args(&data, &dir.path().join("bad"), "1", &["--mixup=-1"]);
+    let out = avscene(&bad.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--mixup"), "{}", text(&out));
 }

@@ -10,7 +10,7 @@ mod stream;
 
 pub use config::{CaptureConfig, StreamConfig, StreamSpec};
 pub use handoff::{WindowSender, window_queue};
-pub use pipeline::{AUDIO_SINK, AUDIO_TAIL, PipelineFile, VIDEO_SINK, VIDEO_TAIL, check_launch};
+pub use pipeline::{AUDIO_SINK, PipelineFile, VIDEO_SINK, audio_tail, check_launch, video_tail};
 pub use save::{save_window, write_png, write_video, write_wav};
 pub use stream::{StreamHandle, StreamState, StreamStats, spawn};
 

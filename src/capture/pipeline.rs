@@ -8,20 +8,36 @@ use std::path::Path;
 use gstreamer::prelude::*;
 use serde::Deserialize;
 
+use crate::features::{IMAGE_SIDE, SAMPLE_RATE};
+
 /// Name of the appsink that receives RGB 224×224 frames at 1 fps.
 pub const VIDEO_SINK: &str = "video";
 /// Name of the appsink that receives F32 mono 48 kHz audio.
 pub const AUDIO_SINK: &str = "audio";
 
-/// Appended to the video branch: one frame per second, RGB, 224×224 with square pixels
-/// (no crop: the model was trained on squashed full frames). sync=false: the appsink never
-/// waits for the clock, so a live source's latency does not delay the windows.
-pub const VIDEO_TAIL: &str = "queue ! videorate ! video/x-raw,framerate=1/1 ! videoconvert ! videoscale \
-    ! video/x-raw,format=RGB,width=224,height=224,pixel-aspect-ratio=1/1 ! appsink name=video sync=false";
+/// Appended to the video branch: one frame per second, RGB, the whole frame stretched to
+/// 224 × 224 whatever its aspect ratio or pixel aspect ratio — `add-borders=false`, else
+/// videoscale letterboxes a 16:9 frame into 224 × 126 between black bars. The authors
+/// resized every frame with PIL's default (bicubic) filter; Catmull-Rom is the same
+/// kernel (a mean difference below one level of 255, measured). sync=false: the appsink
+/// never waits for the clock, so a live source's latency does not delay the windows.
+pub fn video_tail() -> String {
+    format!(
+        "queue ! videorate ! video/x-raw,framerate=1/1 ! videoconvert \
+         ! videoscale add-borders=false method=catrom \
+         ! video/x-raw,format=RGB,width={IMAGE_SIDE},height={IMAGE_SIDE},pixel-aspect-ratio=1/1 \
+         ! appsink name={VIDEO_SINK} sync=false"
+    )
+}
 
 /// Appended to the audio branch: mono (channels averaged), 32-bit float, 48 kHz.
-pub const AUDIO_TAIL: &str = "queue ! audioconvert ! audioresample \
-    ! audio/x-raw,format=F32LE,layout=interleaved,channels=1,rate=48000 ! appsink name=audio sync=false";
+pub fn audio_tail() -> String {
+    format!(
+        "queue ! audioconvert ! audioresample \
+         ! audio/x-raw,format=F32LE,layout=interleaved,channels=1,rate={SAMPLE_RATE} \
+         ! appsink name={AUDIO_SINK} sync=false"
+    )
+}
 
 /// A `pipelines/*.toml` file.
 #[derive(Debug, Clone, Deserialize)]
@@ -129,11 +145,13 @@ impl PipelineFile {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(
-            format!("{shared} {video} ! {VIDEO_TAIL}  {audio} ! {AUDIO_TAIL}")
-                .trim_start()
-                .to_string(),
+        Ok(format!(
+            "{shared} {video} ! {}  {audio} ! {}",
+            video_tail(),
+            audio_tail()
         )
+        .trim_start()
+        .to_string())
     }
 
     fn mentions(&self, name: &str) -> bool {

@@ -9,7 +9,8 @@ use std::path::Path;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use crate::window::{FRAME_SIDE, SAMPLE_RATE, Window};
+use crate::features::{IMAGE_SIDE, SAMPLE_RATE};
+use crate::window::Window;
 
 /// Mono 32-bit IEEE float WAV.
 pub fn write_wav(path: &Path, samples: &[f32]) -> std::io::Result<()> {
@@ -36,7 +37,7 @@ pub fn write_wav(path: &Path, samples: &[f32]) -> std::io::Result<()> {
 /// A 224×224 RGB frame as PNG.
 pub fn write_png(path: &Path, rgb: &[u8]) -> std::io::Result<()> {
     let file = BufWriter::new(File::create(path)?);
-    let mut encoder = png::Encoder::new(file, FRAME_SIDE as u32, FRAME_SIDE as u32);
+    let mut encoder = png::Encoder::new(file, IMAGE_SIDE as u32, IMAGE_SIDE as u32);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
@@ -78,7 +79,7 @@ pub fn write_video(path: &Path, frames: &[std::sync::Arc<[u8]>]) -> Result<(), S
     let source = element("frames")?
         .downcast::<gstreamer_app::AppSrc>()
         .map_err(|_| "'frames' is not an appsrc".to_string())?;
-    let side = FRAME_SIDE as i32;
+    let side = IMAGE_SIDE as i32;
     source.set_caps(Some(
         &gst::Caps::builder("video/x-raw")
             .field("format", "RGB")

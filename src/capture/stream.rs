@@ -16,7 +16,14 @@ use gstreamer_app as gst_app;
 use super::config::{CaptureConfig, StreamSpec};
 use super::handoff::WindowSender;
 use super::pipeline::{AUDIO_SINK, VIDEO_SINK};
-use crate::window::{Assembler, FRAME_BYTES, Window, WindowConfig};
+use crate::features::IMAGE_BYTES;
+use crate::window::{Assembler, Window, WindowConfig};
+
+/// How far a file's audio may decode ahead of its video before missing frames are
+/// filled in: never reached by a file whose tracks both play to the end (the decoders'
+/// queues keep them within a few seconds); it bounds memory (≈ 23 MB of audio) for one
+/// whose video stops without ending.
+const FILE_VIDEO_WAIT_S: f64 = 120.0;
 
 /// Where a stream is in its life.
 #[derive(Debug, Clone, PartialEq)]
@@ -262,7 +269,7 @@ fn on_audio(
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    let end = pts + samples.len() as u64 * 1_000_000_000 / crate::window::SAMPLE_RATE;
+    let end = pts + samples.len() as u64 * 1_000_000_000 / crate::features::SAMPLE_RATE;
     shared.audio_end_ns.fetch_max(end, Ordering::Relaxed);
     shared
         .last_audio_ms
@@ -276,14 +283,14 @@ fn on_video(
 ) -> Result<gst::FlowSuccess, gst::FlowError> {
     let (pts, map) = pull(shared, sink)?;
     // RGB rows of 224 pixels are 672 bytes, already 4-byte aligned: no stride padding.
-    if map.size() != FRAME_BYTES {
+    if map.size() != IMAGE_BYTES {
         gst::element_error!(
             sink,
             gst::StreamError::Format,
             (
                 "frame of {} bytes, expected {} (224×224 RGB)",
                 map.size(),
-                FRAME_BYTES
+                IMAGE_BYTES
             )
         );
         return Err(gst::FlowError::Error);
@@ -411,10 +418,17 @@ impl Supervisor {
         self.stats.set_state(StreamState::Ended);
     }
 
-    /// A fresh assembler: a file's audio and video decode at their own pace, so it waits
-    /// for late video much longer than a live source's.
+    /// A fresh assembler. A live source's late video is filled in after a second, so a
+    /// frozen camera cannot hold up the labels. A file's audio and video decode at their
+    /// own pace (a 1280 × 720 picture far slower than its sound): it waits for every
+    /// frame or the video's end, so the same file gives the same windows on every run;
+    /// [`FILE_VIDEO_WAIT_S`] only bounds the audio held meanwhile.
     fn assembler(&self) -> Assembler {
-        let wait = if self.spec.live { 1.0 } else { 30.0 };
+        let wait = if self.spec.live {
+            1.0
+        } else {
+            FILE_VIDEO_WAIT_S
+        };
         Assembler::new(&self.spec.name, &self.window).with_video_wait(wait)
     }
 
@@ -501,11 +515,17 @@ impl Supervisor {
                 .build(),
         );
         let weak = Arc::downgrade(shared);
+        let weak_eos = weak.clone();
         video.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| match weak.upgrade() {
                     Some(shared) => on_video(&shared, sink),
                     None => Err(gst::FlowError::Flushing),
+                })
+                .eos(move |_| {
+                    if let Some(shared) = weak_eos.upgrade() {
+                        let _ = shared.assemble(Assembler::end_of_video);
+                    }
                 })
                 .build(),
         );

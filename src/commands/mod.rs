@@ -417,7 +417,7 @@ pub fn capture(
         match rx.recv_timeout(std::time::Duration::from_millis(100)) {
             Ok(w) => {
                 count += 1;
-                let start = w.start_sample as f64 / crate::window::SAMPLE_RATE as f64;
+                let start = w.start_sample as f64 / crate::features::SAMPLE_RATE as f64;
                 let mut line = format!(
                     "window {:>5}  t={start:>8.1}s  samples={} frames={}  filled: {} samples, {} frames  rms={:.4}  dropped={}  rss={:.0} MB",
                     w.seq,

@@ -50,7 +50,9 @@ fn stop_on_signals() -> Arc<AtomicBool> {
 fn train_failed(e: TrainError) -> ExitCode {
     eprintln!("avscene: {e}");
     match e {
-        TrainError::Dataset(_) | TrainError::Model(_) => ExitCode::from(EXIT_INPUT),
+        TrainError::Dataset(_) | TrainError::Model(_) | TrainError::Options(_) => {
+            ExitCode::from(EXIT_INPUT)
+        }
         TrainError::Other(_) => ExitCode::FAILURE,
     }
 }
@@ -80,9 +82,10 @@ pub fn train(mut options: TrainOptions, device_spec: DeviceSpec) -> ExitCode {
                 );
             }
             println!(
-                "{} epoch(s) done, {} clip(s) skipped{}",
+                "{} epoch(s) done, {} clip(s) skipped, peak resident memory {:.0} MB{}",
                 summary.epochs_done,
                 summary.skipped.len(),
+                crate::service::process::peak_rss_bytes().unwrap_or(0) as f64 / 1e6,
                 if summary.interrupted {
                     "; interrupted: continue with --resume"
                 } else {

@@ -12,9 +12,10 @@ use serde::Serialize;
 
 use super::{Engine, InferenceConfig, spawn_worker};
 use crate::capture::window_queue;
+use crate::features::IMAGE_BYTES;
 use crate::model::Model;
 use crate::service::process;
-use crate::window::{Assembler, FRAME_BYTES, Window, WindowConfig};
+use crate::window::{Assembler, Window, WindowConfig};
 
 /// What to measure.
 pub struct BenchPlan {
@@ -97,7 +98,7 @@ pub fn synthetic_stream(name: &str, windows: usize, seed: u64) -> Vec<Window> {
         let pts = tenth * 100_000_000;
         if tenth % 10 == 0 {
             let shade = ((tenth / 10 + seed) * 29 % 256) as u8;
-            out.extend(assembler.push_frame(pts, Arc::from(vec![shade; FRAME_BYTES])));
+            out.extend(assembler.push_frame(pts, Arc::from(vec![shade; IMAGE_BYTES])));
         }
         let samples: Vec<f32> = (0..4800u64)
             .map(|i| {

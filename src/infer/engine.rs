@@ -11,17 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 use tch::{Device, Kind, Tensor};
 
 use super::InferenceConfig;
-use crate::features::image;
+use crate::features::{AUDIO_FRAME_SAMPLES, AUDIO_FRAMES, IMAGES, audio, image};
 use crate::model::Model;
-use crate::window::{FRAME_SIDE, SAMPLE_RATE, Window};
-
-/// Frames per OpenL3 forward call: bounds activation memory (≈ 100 MB per 8 frames at
-/// full size) and is faster per frame on CPU than one huge batch.
-const OPENL3_CHUNK: usize = 8;
-/// Images per image-branch forward call.
-const IMAGE_CHUNK: usize = 16;
-const FRAME_HOP: usize = (SAMPLE_RATE / 10) as usize;
-const FRAME_SAMPLES: usize = SAMPLE_RATE as usize;
+use crate::window::Window;
 
 /// The classification of one window.
 #[derive(Debug, Clone)]
@@ -66,11 +58,6 @@ struct StreamCache {
 
 fn frame_key(frame: &Arc<[u8]>) -> usize {
     Arc::as_ptr(frame) as *const u8 as usize
-}
-
-/// The 96 OpenL3 frames of a window, flattened (96 × 48 000 samples).
-pub fn window_audio_frames(w: &Window) -> Vec<f32> {
-    Engine::window_frames(w)
 }
 
 pub struct Engine {
@@ -129,12 +116,12 @@ impl Engine {
         }
         let started = Instant::now();
         let probabilities = tch::no_grad(|| {
-            let logits = if self.config.cache {
-                self.logits_cached(windows)
-            } else {
-                self.logits_naive(windows)
-            };
-            logits.softmax(-1, Kind::Float).to_device(Device::Cpu)
+            let (audio, pictures) = self.embeddings(windows);
+            self.model
+                .net
+                .head_t(&audio, &pictures, false)
+                .softmax(-1, Kind::Float)
+                .to_device(Device::Cpu)
         });
         let compute = started.elapsed();
         let classes = &self.model.spec.classes;
@@ -171,75 +158,49 @@ impl Engine {
             .collect()
     }
 
-    /// Append the samples of OpenL3 frame `i` of `w`: 1 s from `i` × 0.1 s into its
-    /// lead + audio (read in place, no joined copy).
-    fn push_frame(w: &Window, i: usize, out: &mut Vec<f32>) {
-        let (start, end) = (i * FRAME_HOP, i * FRAME_HOP + FRAME_SAMPLES);
-        let lead = w.audio_lead.len();
-        if start < lead {
-            out.extend_from_slice(&w.audio_lead[start..lead.min(end)]);
+    /// The model's inputs after its per-frame encoders, for a batch of windows: OpenL3
+    /// embeddings (B, 96, 512) and image embeddings (B, 10, dim) — from the caches, or
+    /// every window from scratch when the cache is off. Call inside `tch::no_grad`.
+    pub fn embeddings(&mut self, windows: &[Window]) -> (Tensor, Tensor) {
+        if self.config.cache {
+            self.embeddings_cached(windows)
+        } else {
+            self.embeddings_naive(windows)
         }
-        if end > lead {
-            out.extend_from_slice(&w.audio[start.saturating_sub(lead)..end - lead]);
-        }
-    }
-
-    /// The 96 OpenL3 frames of a window, flattened.
-    fn window_frames(w: &Window) -> Vec<f32> {
-        let mut frames = Vec::with_capacity(96 * FRAME_SAMPLES);
-        for i in 0..96 {
-            Self::push_frame(w, i, &mut frames);
-        }
-        frames
     }
 
     fn encode_audio(&self, frames: &[f32]) -> Tensor {
-        let n = frames.len() / FRAME_SAMPLES;
         let all = Tensor::from_slice(frames)
-            .view([n as i64, FRAME_SAMPLES as i64])
+            .view([-1, AUDIO_FRAME_SAMPLES as i64])
             .to_device(self.device);
-        let chunks: Vec<Tensor> = all
-            .split(OPENL3_CHUNK as i64, 0)
-            .iter()
-            .map(|c| self.model.net.embed_audio_frames(c))
-            .collect();
-        Tensor::cat(&chunks, 0)
+        self.model.net.embed_audio_frames(&all)
     }
 
     fn encode_images(&self, frames: &[&Arc<[u8]>]) -> Tensor {
-        let features = &self.model.features;
-        let side = FRAME_SIDE as i64;
-        let mut bytes = Vec::with_capacity(frames.len() * frames.first().map_or(0, |f| f.len()));
-        for f in frames {
-            bytes.extend_from_slice(f);
-        }
-        let images = Tensor::from_slice(&bytes)
-            .view([frames.len() as i64, side, side, 3])
-            .to_device(self.device)
-            .permute([0, 3, 1, 2])
-            .to_kind(Kind::Float)
-            / 255.0;
-        let images = image::normalise(&images, features);
-        let chunks: Vec<Tensor> = images
-            .split(IMAGE_CHUNK as i64, 0)
-            .iter()
-            .map(|c| self.model.net.embed_images(c, false))
-            .collect();
-        Tensor::cat(&chunks, 0)
+        let images = image::images(
+            &image::stack_frames(frames.iter().map(|f| &f[..])),
+            self.device,
+        );
+        self.model.net.embed_images(&images, false)
     }
 
     /// Every window from scratch: 96 OpenL3 frames and 10 images each.
-    fn logits_naive(&self, windows: &[Window]) -> Tensor {
+    fn embeddings_naive(&self, windows: &[Window]) -> (Tensor, Tensor) {
         let b = windows.len() as i64;
-        let frames: Vec<f32> = windows.iter().flat_map(Self::window_frames).collect();
-        let audio = self.encode_audio(&frames).view([b, 96, -1]);
+        let frames: Vec<f32> = windows
+            .iter()
+            .flat_map(|w| audio::window_frames(&w.audio_lead, &w.audio))
+            .collect();
+        let audio = self
+            .encode_audio(&frames)
+            .view([b, AUDIO_FRAMES as i64, -1]);
         let images: Vec<&Arc<[u8]>> = windows.iter().flat_map(|w| w.frames.iter()).collect();
-        let pictures = self.encode_images(&images).view([b, 10, -1]);
-        self.model.net.head_t(&audio, &pictures, false)
+        let pictures = self.encode_images(&images).view([b, IMAGES as i64, -1]);
+        (audio, pictures)
     }
 
-    /// Encode what the caches lack, batched across the windows, then run the head.
-    fn logits_cached(&mut self, windows: &[Window]) -> Tensor {
+    /// Encode what the caches lack, batched across the windows, then assemble the batch.
+    fn embeddings_cached(&mut self, windows: &[Window]) -> (Tensor, Tensor) {
         let stride = self.config.audio_stride.max(1);
         // A stream whose timeline went back (restart) starts a fresh cache.
         for w in windows {
@@ -256,7 +217,7 @@ impl Engine {
         for w in windows {
             let base = w.first_frame_position();
             let cache = &self.caches[&w.stream];
-            for i in 0..96u64 {
+            for i in 0..AUDIO_FRAMES as u64 {
                 let p = base + i;
                 let q = p - p % stride;
                 if cache.audio.contains_key(&q)
@@ -265,7 +226,12 @@ impl Engine {
                     self.counts.audio_hits += 1;
                     continue;
                 }
-                Self::push_frame(w, (q - base) as usize, &mut audio_samples);
+                audio::push_frame(
+                    &w.audio_lead,
+                    &w.audio,
+                    (q - base) as usize,
+                    &mut audio_samples,
+                );
                 audio_missing.push((w.stream.clone(), q));
             }
             for f in &w.frames {
@@ -308,7 +274,7 @@ impl Engine {
         for w in windows {
             let cache = &self.caches[&w.stream];
             let base = w.first_frame_position();
-            let audio: Vec<Tensor> = (0..96u64)
+            let audio: Vec<Tensor> = (0..AUDIO_FRAMES as u64)
                 .map(|i| {
                     let p = base + i;
                     cache.audio[&(p - p % stride)].shallow_clone()
@@ -322,13 +288,8 @@ impl Engine {
                 .collect();
             image_rows.push(Tensor::stack(&images, 0));
         }
-        let logits = self.model.net.head_t(
-            &Tensor::stack(&audio_rows, 0),
-            &Tensor::stack(&image_rows, 0),
-            false,
-        );
         self.evict(windows, stride);
-        logits
+        (Tensor::stack(&audio_rows, 0), Tensor::stack(&image_rows, 0))
     }
 
     /// Keep only what a stream's next windows can use: audio positions from its latest
@@ -346,38 +307,6 @@ impl Engine {
                 let keep: Vec<usize> = w.frames.iter().map(frame_key).collect();
                 cache.images.retain(|k, _| keep.contains(k));
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_read_across_the_lead_and_the_audio() {
-        // Sample values are their position in lead + audio.
-        let w = Window {
-            stream: Arc::from("s"),
-            seq: 0,
-            start_sample: 0,
-            start_wall: SystemTime::now(),
-            end_wall: SystemTime::now(),
-            audio_lead: (0..24_000).map(|i| i as f32).collect(),
-            audio: (24_000..504_000).map(|i| i as f32).collect(),
-            frames: Vec::new(),
-            filled_samples: 0,
-            filled_frames: 0,
-            ready_at: Instant::now(),
-        };
-        let frames = Engine::window_frames(&w);
-        assert_eq!(frames.len(), 96 * FRAME_SAMPLES);
-        for i in [0usize, 4, 5, 6, 95] {
-            let frame = &frames[i * FRAME_SAMPLES..(i + 1) * FRAME_SAMPLES];
-            let expected: Vec<f32> = (i * FRAME_HOP..i * FRAME_HOP + FRAME_SAMPLES)
-                .map(|v| v as f32)
-                .collect();
-            assert_eq!(frame, &expected[..], "frame {i}");
         }
     }
 }

@@ -8,5 +8,5 @@ mod engine;
 mod worker;
 
 pub use config::InferenceConfig;
-pub use engine::{CacheCounts, Engine, SceneResult, window_audio_frames};
+pub use engine::{CacheCounts, Engine, SceneResult};
 pub use worker::{Histogram, Worker, WorkerStats, spawn_worker};

@@ -5,6 +5,8 @@
 
 use tch::{Tensor, nn};
 
+use super::init;
+
 #[derive(Debug)]
 pub struct EncoderLayer {
     w_q: nn::Linear,
@@ -31,14 +33,19 @@ impl EncoderLayer {
             eps: 1e-5,
             ..Default::default()
         };
+        let pointwise = |fan_in: i64| nn::ConvConfig {
+            ws_init: init::WEIGHT,
+            bs_init: init::bias(fan_in),
+            ..Default::default()
+        };
         EncoderLayer {
-            w_q: nn::linear(&attn / "W_Q", d_model, d_k * heads, Default::default()),
-            w_k: nn::linear(&attn / "W_K", d_model, d_k * heads, Default::default()),
-            w_v: nn::linear(&attn / "W_V", d_model, d_k * heads, Default::default()),
-            output: nn::linear(&attn / "output", d_k * heads, d_model, Default::default()),
+            w_q: init::linear(&attn / "W_Q", d_model, d_k * heads),
+            w_k: init::linear(&attn / "W_K", d_model, d_k * heads),
+            w_v: init::linear(&attn / "W_V", d_model, d_k * heads),
+            output: init::linear(&attn / "output", d_k * heads, d_model),
             attn_norm: nn::layer_norm(&attn / "layerNorm", vec![d_model], ln),
-            conv1: nn::conv1d(&ffn / "conv1", d_model, d_ff, 1, Default::default()),
-            conv2: nn::conv1d(&ffn / "conv2", d_ff, d_model, 1, Default::default()),
+            conv1: nn::conv1d(&ffn / "conv1", d_model, d_ff, 1, pointwise(d_model)),
+            conv2: nn::conv1d(&ffn / "conv2", d_ff, d_model, 1, pointwise(d_ff)),
             ffn_norm: nn::layer_norm(&ffn / "layerNorm", vec![d_model], ln),
             heads,
             d_k,

@@ -5,6 +5,7 @@
 use tch::{Tensor, nn};
 
 use super::attention::EncoderLayer;
+use super::init;
 use super::spec::{ModelSpec, OPENL3_EMBEDDING};
 
 /// One `convN` stage: `convN.0` Conv2d → `convN.1` BatchNorm2d → ReLU (→ MaxPool2d(2, 1)).
@@ -26,11 +27,13 @@ impl ConvStage {
     ) -> ConvStage {
         let config = nn::ConvConfigND::<[i64; 2]> {
             stride,
+            ws_init: init::WEIGHT,
+            bs_init: init::bias(c_in * kernel_w),
             ..Default::default()
         };
         ConvStage {
             conv: nn::conv(&p / 0, c_in, c_out, [1, kernel_w], config),
-            bn: nn::batch_norm2d(&p / 1, c_out, Default::default()),
+            bn: nn::batch_norm2d(&p / 1, c_out, init::batch_norm(1e-5, 0.1)),
             pool,
         }
     }

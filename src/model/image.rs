@@ -4,6 +4,7 @@
 
 use tch::{Tensor, nn};
 
+use super::init;
 use super::resnet::ResNet;
 use super::spec::ModelSpec;
 
@@ -18,13 +19,8 @@ impl VideoNet {
     pub fn new(p: &nn::Path, spec: &ModelSpec) -> VideoNet {
         VideoNet {
             resnet: ResNet::new(&(p / "resnet"), &spec.backbone),
-            fc: nn::linear(
-                p / "fc" / 0,
-                spec.backbone.features(),
-                spec.dim,
-                Default::default(),
-            ),
-            bn: nn::batch_norm1d(p / "fc" / 2, spec.dim, Default::default()),
+            fc: init::linear(p / "fc" / 0, spec.backbone.features(), spec.dim),
+            bn: nn::batch_norm1d(p / "fc" / 2, spec.dim, init::batch_norm(1e-5, 0.1)),
         }
     }
 

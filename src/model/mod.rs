@@ -13,6 +13,7 @@ mod config;
 mod file;
 mod image;
 pub mod import;
+mod init;
 
 mod openl3;
 mod resnet;
@@ -28,7 +29,7 @@ pub use image::VideoNet;
 pub use openl3::OpenL3;
 pub use spec::{Backbone, Block, ModelSpec, OPENL3_EMBEDDING, TAU_CLASSES};
 
-use crate::features::FeatureSpec;
+use crate::features::{AUDIO_CHUNK, FeatureSpec, IMAGE_CHUNK};
 
 /// The network: every part, built under one `nn::Path`.
 #[derive(Debug)]
@@ -53,24 +54,35 @@ impl SceneNet {
                 spec.fusion_d_ff,
                 spec.fusion_heads,
             ),
-            classifier: nn::linear(
-                root / "classifier" / 1,
-                2 * spec.dim,
-                spec.num_classes(),
-                Default::default(),
-            ),
+            classifier: init::linear(root / "classifier" / 1, 2 * spec.dim, spec.num_classes()),
             dropout: spec.dropout,
         }
     }
 
-    /// (N, 48000) audio frames → (N, 512) OpenL3 embeddings.
+    /// (N, 48000) audio frames → (N, 512) OpenL3 embeddings, [`AUDIO_CHUNK`] frames per
+    /// forward call (OpenL3 is frozen: always eval mode, per frame).
     pub fn embed_audio_frames(&self, frames: &Tensor) -> Tensor {
-        self.openl3.forward(frames)
+        let chunks: Vec<Tensor> = frames
+            .split(AUDIO_CHUNK, 0)
+            .iter()
+            .map(|c| self.openl3.forward(c))
+            .collect();
+        Tensor::cat(&chunks, 0)
     }
 
-    /// (N, 3, 224, 224) normalised images → (N, dim) image-branch embeddings.
+    /// (N, 3, 224, 224) normalised images → (N, dim) image-branch embeddings. In eval
+    /// mode [`IMAGE_CHUNK`] images per call (each image is independent); in training the
+    /// whole batch at once, as its batch norms need.
     pub fn embed_images(&self, images: &Tensor, train: bool) -> Tensor {
-        self.video.forward_t(images, train)
+        if train {
+            return self.video.forward_t(images, true);
+        }
+        let chunks: Vec<Tensor> = images
+            .split(IMAGE_CHUNK, 0)
+            .iter()
+            .map(|c| self.video.forward_t(c, false))
+            .collect();
+        Tensor::cat(&chunks, 0)
     }
 
     /// The part after the per-frame encoders: (B, 96, 512) OpenL3 embeddings and

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::{Tensor, nn};
 
+use super::init;
 use super::spec::{ModelSpec, OPENL3_EMBEDDING};
 use crate::features::{FeatureSpec, spectrogram};
 
@@ -47,11 +48,7 @@ impl OpenL3 {
             nn::batch_norm2d(
                 p / format!("batch_normalization_{i}"),
                 c,
-                nn::BatchNormConfig {
-                    eps: 1e-3,
-                    momentum: 0.01,
-                    ..Default::default()
-                },
+                init::batch_norm(BN_EPS, 0.01),
             )
         };
         let conv3 = |name: String, c_in: i64, c_out: i64| {
@@ -62,6 +59,8 @@ impl OpenL3 {
                 3,
                 nn::ConvConfig {
                     padding: 1,
+                    ws_init: init::WEIGHT,
+                    bs_init: init::bias(c_in * 9),
                     ..Default::default()
                 },
             )

@@ -4,6 +4,7 @@
 
 use tch::{Tensor, nn};
 
+use super::init;
 use super::spec::{Backbone, Block};
 
 #[derive(Debug)]
@@ -17,13 +18,14 @@ fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> nn::Conv2D {
         stride,
         padding: k / 2,
         bias: false,
+        ws_init: init::RESNET_CONV,
         ..Default::default()
     };
     nn::conv2d(p, c_in, c_out, k, config)
 }
 
 fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(p, c, Default::default())
+    nn::batch_norm2d(p, c, init::batch_norm(1e-5, 0.1))
 }
 
 impl ResidualBlock {

@@ -7,6 +7,14 @@ pub fn rss_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// The most resident memory this process has had (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// User + system CPU time in seconds (clock ticks of 1/100 s, Linux's USER_HZ).
 pub fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
@@ -23,6 +31,7 @@ mod tests {
     #[test]
     fn reads_this_process() {
         assert!(super::rss_bytes().is_some_and(|b| b > 1 << 20));
+        assert!(super::peak_rss_bytes() >= super::rss_bytes().map(|b| b / 2));
         let before = super::cpu_seconds().unwrap_or(-1.0);
         let mut x = 0u64;
         for i in 0..50_000_000u64 {

@@ -1,6 +1,7 @@
-//! `avscene evaluate`: a model on a dataset's validation clips (`fold1_evaluate.csv`, or
-//! the location split), DCASE scores per class and overall, the confusion matrix, a JSON
-//! report and PNG plots; and `avscene classify` for one media file.
+//! `avscene evaluate`: a model on a dataset's evaluation clips (`fold1_evaluate.csv`, or
+//! the location split of a folder-per-label set), DCASE scores per class and overall, the
+//! confusion matrix, a JSON report and PNG plots; and `avscene classify` for one media
+//! file, through the live engine.
 
 use std::path::{Path, PathBuf};
 
@@ -8,11 +9,12 @@ use serde_json::json;
 
 use tch::{Device, Kind, Tensor};
 
+use super::batches::{Prepared, evaluate_prepared};
 use super::dataset::{Dataset, Skip};
-use super::features::{FeatureCache, frames_to_images};
+use super::features::FeatureCache;
 use super::metrics::{Scores, score};
 use super::plot;
-use super::trainer::{Prepared, TrainError, evaluate_prepared, progress, read_log};
+use super::trainer::{TrainError, progress, read_log};
 use crate::model::Model;
 
 /// `avscene evaluate` settings (its command-line options).
@@ -21,7 +23,8 @@ pub struct EvaluateOptions {
     /// The model file to score.
     #[arg(long, short, value_name = "FILE")]
     pub model: PathBuf,
-    /// The dataset, TAU or folder-per-label: its validation recordings are scored.
+    /// The dataset: TAU (its fold1_evaluate.csv is scored) or folder-per-label (the
+    /// location split training held out for validation).
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
     /// Where evaluation.json and the plots go (default: beside the model).
@@ -30,7 +33,7 @@ pub struct EvaluateOptions {
     /// Feature cache directory (default OUT/feature-cache).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
-    /// The seed training used: it picks the held-out locations when the dataset lists none.
+    /// The seed training used: it picks the held-out locations of a folder-per-label set.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Also score the DCASE 1-s protocol: each second from that second alone.
@@ -67,8 +70,8 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<Evaluation, TrainError> {
     let mut cache = FeatureCache::new(&cache_dir, &model)?;
     let mut skipped = dataset.skipped.clone();
     let mut clips = Vec::new();
-    let bar = progress(dataset.validation.len() as u64, "evaluating");
-    for clip in &dataset.validation {
+    let bar = progress(dataset.evaluation.len() as u64, "evaluating");
+    for clip in &dataset.evaluation {
         bar.inc(1);
         let Some(class) = model.spec.classes.iter().position(|c| *c == clip.label) else {
             skipped.push(Skip {
@@ -78,9 +81,10 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<Evaluation, TrainError> {
             continue;
         };
         match cache.get(&model, clip) {
-            Ok(features) => clips.extend(features.into_iter().map(|f| Prepared {
-                audio: f.audio,
-                frames: f.frames,
+            Ok(features) => clips.extend((0..features.clips()).map(|index| Prepared {
+                features: features.clone(),
+                images: None,
+                index,
                 class: class as i64,
             })),
             Err(reason) => skipped.push(Skip {
@@ -97,10 +101,12 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<Evaluation, TrainError> {
             skipped.len()
         )));
     }
-    let (scores, _) = evaluate_prepared(&model, &clips, &model.spec.classes, false);
-    let one_second = options
-        .one_second
-        .then(|| one_second_scores(&model, &clips, &model.spec.classes));
+    let (scores, _) = evaluate_prepared(&model, &clips, &model.spec.classes)?;
+    let one_second = if options.one_second {
+        Some(one_second_scores(&model, &clips, &model.spec.classes)?)
+    } else {
+        None
+    };
     let report = out.join("evaluation.json");
     let body = json!({
         "model": options.model.display().to_string(),
@@ -134,25 +140,30 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<Evaluation, TrainError> {
 /// The DCASE 1-s protocol: every second of a clip classified from that second alone —
 /// its OpenL3 frames (those centred in the second) and its picture, repeated to fill
 /// the model's 10 s input. One score row per second.
-fn one_second_scores(model: &Model, clips: &[Prepared], classes: &[String]) -> Scores {
+fn one_second_scores(
+    model: &Model,
+    clips: &[Prepared],
+    classes: &[String],
+) -> Result<Scores, String> {
     let device = model.vs.device();
     let (mut probabilities, mut truth) = (Vec::new(), Vec::new());
     tch::no_grad(|| {
         for clip in clips {
-            let images = frames_to_images(model, &clip.frames.unsqueeze(0)).squeeze_dim(0);
+            let images = crate::features::image::images(&clip.frames()?, device);
             let pictures = model.net.embed_images(&images, false);
-            let (frames, seconds) = (clip.audio.size()[0], pictures.size()[0]);
+            let clip_audio = clip.audio()?.to_device(device);
+            let (frames, seconds) = (clip_audio.size()[0], pictures.size()[0]);
             let per_second = (frames + seconds - 1) / seconds;
             let mut audio = Vec::new();
             let mut picture = Vec::new();
             for k in 0..seconds {
                 let from = (k * per_second).min(frames - 1);
-                let own = clip.audio.narrow(0, from, per_second.min(frames - from));
+                let own = clip_audio.narrow(0, from, per_second.min(frames - from));
                 let repeats = (frames + own.size()[0] - 1) / own.size()[0];
                 audio.push(own.repeat([repeats, 1]).narrow(0, 0, frames));
                 picture.push(pictures.get(k).unsqueeze(0).repeat([seconds, 1]));
             }
-            let audio = Tensor::stack(&audio, 0).to_device(device);
+            let audio = Tensor::stack(&audio, 0);
             let logits = model.net.head_t(&audio, &Tensor::stack(&picture, 0), false);
             let p = logits.softmax(-1, Kind::Float).to_device(Device::Cpu);
             for k in 0..seconds {
@@ -160,8 +171,9 @@ fn one_second_scores(model: &Model, clips: &[Prepared], classes: &[String]) -> S
                 truth.push(clip.class as usize);
             }
         }
-    });
-    score(&probabilities, &truth, classes)
+        Ok::<(), String>(())
+    })?;
+    Ok(score(&probabilities, &truth, classes))
 }
 
 /// `avscene classify`: every 10 s window of one media file, and the file as a whole
@@ -187,7 +199,7 @@ pub fn classify_file(
     for chunk in windows.chunks(8) {
         for (w, r) in chunk.iter().zip(engine.classify(chunk)) {
             out.push((
-                w.start_sample as f64 / crate::window::SAMPLE_RATE as f64,
+                w.start_sample as f64 / crate::features::SAMPLE_RATE as f64,
                 r.probabilities,
             ));
         }

@@ -5,16 +5,21 @@
 //! contents and everything the features depend on (front end, OpenL3 weights, cutting), so
 //! a cache is reused across epochs and runs and never serves stale features.
 
+use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use serde::Deserialize;
 
 use tch::{Kind, Tensor};
 
 use super::dataset::{Clip, fnv1a};
 use crate::capture::{CaptureConfig, PipelineFile, StreamSpec, StreamState, spawn, window_queue};
-use crate::infer::window_audio_frames;
+use crate::features::{AUDIO_FRAME_SAMPLES, WINDOW_SECONDS, audio, image};
 use crate::model::Model;
-use crate::window::{FRAME_SIDE, WINDOW_SECONDS, Window, WindowConfig};
+use crate::window::{Window, WindowConfig};
 
 /// The built-in pipeline of a dataset clip: the picture from the video file, the sound
 /// from the audio file (TAU ships both; the video's own sound track is ignored).
@@ -152,43 +157,24 @@ fn decode(
 
 /// The features of a decoded window: OpenL3 embeddings (no gradient) and the frames.
 pub fn window_features(model: &Model, window: &Window) -> ClipFeatures {
-    let device = model.vs.device();
-    let frames: Vec<f32> = window_audio_frames(window);
-    let n = (frames.len() / model.features.frame_samples as usize) as i64;
+    let frames = audio::window_frames(&window.audio_lead, &window.audio);
     let audio = tch::no_grad(|| {
         let input = Tensor::from_slice(&frames)
-            .view([n, model.features.frame_samples])
-            .to_device(device);
-        let chunks: Vec<Tensor> = input
-            .split(16, 0)
-            .iter()
-            .map(|c| model.net.embed_audio_frames(c))
-            .collect();
-        Tensor::cat(&chunks, 0).to_device(tch::Device::Cpu)
+            .view([-1, AUDIO_FRAME_SAMPLES as i64])
+            .to_device(model.vs.device());
+        model
+            .net
+            .embed_audio_frames(&input)
+            .to_device(tch::Device::Cpu)
     });
-    let side = FRAME_SIDE as i64;
-    let mut bytes = Vec::with_capacity(window.frames.len() * window.frames[0].len());
-    for f in &window.frames {
-        bytes.extend_from_slice(f);
-    }
-    let frames = Tensor::from_slice(&bytes).view([window.frames.len() as i64, side, side, 3]);
+    let frames = image::stack_frames(window.frames.iter().map(|f| &f[..]));
     ClipFeatures { audio, frames }
-}
-
-/// Frames (…, 10, 224, 224, 3) uint8 → normalised (…, 10, 3, 224, 224) float on `device`.
-pub fn frames_to_images(model: &Model, frames: &Tensor) -> Tensor {
-    let images = frames
-        .to_device(model.vs.device())
-        .to_kind(Kind::Float)
-        .permute([0, 1, 4, 2, 3])
-        / 255.0;
-    crate::features::image::normalise(&images, &model.features)
 }
 
 /// The frozen image branch's embeddings of a clip's frames: (10, dim).
 pub fn image_embeddings(model: &Model, frames: &Tensor) -> Tensor {
     tch::no_grad(|| {
-        let images = frames_to_images(model, &frames.unsqueeze(0)).squeeze_dim(0);
+        let images = image::images(frames, model.vs.device());
         model
             .net
             .embed_images(&images, false)
@@ -216,6 +202,124 @@ fn weights_hash(model: &Model, prefix: &str) -> u64 {
     hash
 }
 
+/// One recording's entry in the on-disk cache: its clips' tensors stacked in one
+/// safetensors file. Only the header is kept; a clip's rows are read from the file when a
+/// batch needs them, so memory does not grow with the dataset (and the page cache, not the
+/// process, holds what the disk has read).
+#[derive(Debug)]
+pub struct Entry {
+    path: PathBuf,
+    clips: usize,
+    tensors: HashMap<String, Slot>,
+}
+
+/// Where a stacked tensor lies in an entry: dtype, shape of one clip's part, the file
+/// offset of clip 0 and the bytes per clip.
+#[derive(Debug, Clone)]
+struct Slot {
+    kind: Kind,
+    row_shape: Vec<i64>,
+    offset: u64,
+    row_bytes: usize,
+}
+
+#[derive(Deserialize)]
+struct HeaderTensor {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: [usize; 2],
+}
+
+impl Entry {
+    /// Read an entry's header; every tensor must stack the same number of clips.
+    pub fn open(path: &Path) -> Result<Entry, String> {
+        let bad = |reason: String| format!("{}: {reason}", path.display());
+        let mut file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+        let mut length = [0u8; 8];
+        file.read_exact(&mut length)
+            .map_err(|e| bad(e.to_string()))?;
+        let length = u64::from_le_bytes(length);
+        if length > 1 << 24 {
+            return Err(bad(format!(
+                "a header of {length} bytes: not a cache entry"
+            )));
+        }
+        let mut header = vec![0u8; length as usize];
+        file.read_exact(&mut header)
+            .map_err(|e| bad(e.to_string()))?;
+        let mut header: HashMap<String, serde_json::Value> =
+            serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
+        header.remove("__metadata__");
+        let size = file.metadata().map_err(|e| bad(e.to_string()))?.len();
+        let data = 8 + length;
+        let mut tensors = HashMap::new();
+        let mut clips = None;
+        for (name, value) in header {
+            let t: HeaderTensor = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+            let (kind, width) = match t.dtype.as_str() {
+                "F32" => (Kind::Float, 4),
+                "U8" => (Kind::Uint8, 1),
+                other => return Err(bad(format!("tensor {name} is {other}"))),
+            };
+            let Some((&n, row)) = t.shape.split_first() else {
+                return Err(bad(format!("tensor {name} has no clip axis")));
+            };
+            let row_bytes = row.iter().product::<usize>() * width;
+            let [start, end] = t.data_offsets;
+            if end - start != n * row_bytes || data + end as u64 > size {
+                return Err(bad(format!("tensor {name} is cut short")));
+            }
+            if clips.is_some_and(|c| c != n) {
+                return Err(bad("tensors of different clip counts".into()));
+            }
+            clips = Some(n);
+            let row_shape = row.iter().map(|&d| d as i64).collect();
+            let offset = data + start as u64;
+            tensors.insert(
+                name,
+                Slot {
+                    kind,
+                    row_shape,
+                    offset,
+                    row_bytes,
+                },
+            );
+        }
+        Ok(Entry {
+            path: path.to_path_buf(),
+            clips: clips.unwrap_or(0),
+            tensors,
+        })
+    }
+
+    /// Clips stacked in the entry.
+    pub fn clips(&self) -> usize {
+        self.clips
+    }
+
+    fn has(&self, names: &[&str]) -> bool {
+        names.iter().all(|n| self.tensors.contains_key(*n))
+    }
+
+    /// Clip `clip`'s part of tensor `name`, read from the file.
+    pub fn read(&self, name: &str, clip: usize) -> Result<Tensor, String> {
+        use std::os::unix::fs::FileExt;
+        let bad = |reason: String| format!("{}: {reason}", self.path.display());
+        let slot = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| bad(format!("no tensor {name}")))?;
+        if clip >= self.clips {
+            return Err(bad(format!("no clip {clip} (of {})", self.clips)));
+        }
+        let file = std::fs::File::open(&self.path).map_err(|e| bad(e.to_string()))?;
+        let mut bytes = vec![0u8; slot.row_bytes];
+        file.read_exact_at(&mut bytes, slot.offset + (clip * slot.row_bytes) as u64)
+            .map_err(|e| bad(format!("cannot read clip {clip}: {e}")))?;
+        Ok(Tensor::from_data_size(&bytes, &slot.row_shape, slot.kind))
+    }
+}
+
 /// The on-disk feature cache.
 pub struct FeatureCache {
     dir: PathBuf,
@@ -231,9 +335,11 @@ impl FeatureCache {
     pub fn new(dir: &Path, model: &Model) -> Result<FeatureCache, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
-        // "v2": entries hold every clip of a recording, stacked.
+        // "v3": entries hold every clip of a recording, stacked; frames stretched whole
+        // (v2 caches hold letterboxed frames).
         let settings =
-            fnv1a(format!("v2 {:?}", model.features).as_bytes()) ^ weights_hash(model, "openl3.");
+            fnv1a(format!("v3 {:?} {}", model.features, crate::capture::video_tail()).as_bytes())
+                ^ weights_hash(model, "openl3.");
         Ok(FeatureCache {
             dir: dir.to_path_buf(),
             settings,
@@ -241,36 +347,6 @@ impl FeatureCache {
             hits: 0,
             computed: 0,
         })
-    }
-
-    /// The frozen image branch's embeddings of a recording's clips (one (10, dim) tensor
-    /// per clip, from `features`' frames), cached beside the features and keyed also by the
-    /// image branch's weights: a rerun with the same base model skips the ResNet.
-    pub fn image_embeddings(
-        &mut self,
-        model: &Model,
-        clip: &Clip,
-        features: &[ClipFeatures],
-    ) -> Result<Vec<Tensor>, String> {
-        let path = self.dir.join(format!(
-            "{}-images-{:016x}.safetensors",
-            self.key(clip)?,
-            self.image_branch
-        ));
-        if let Some(images) = Tensor::read_safetensors(&path)
-            .ok()
-            .and_then(|t| t.into_iter().find(|(n, _)| n == "images"))
-            .map(|(_, t)| t)
-            .filter(|t| t.size().first() == Some(&(features.len() as i64)))
-        {
-            return Ok((0..features.len() as i64).map(|i| images.get(i)).collect());
-        }
-        let images: Vec<Tensor> = features
-            .iter()
-            .map(|f| image_embeddings(model, &f.frames))
-            .collect();
-        write_entry(&path, &[("images", &Tensor::stack(&images, 0))])?;
-        Ok(images)
     }
 
     fn key(&self, clip: &Clip) -> Result<String, String> {
@@ -288,27 +364,17 @@ impl FeatureCache {
         ))
     }
 
-    /// The recording's clips' features from the cache, or decoded, computed and stored.
-    pub fn get(&mut self, model: &Model, clip: &Clip) -> Result<Vec<ClipFeatures>, String> {
+    /// The recording's entry — OpenL3 embeddings `audio` (clips, 96, E) float and frames
+    /// `frames` (clips, 10, 224, 224, 3) uint8 — from the cache, or decoded, computed and
+    /// stored.
+    pub fn get(&mut self, model: &Model, clip: &Clip) -> Result<Arc<Entry>, String> {
         let path = self.dir.join(format!("{}.safetensors", self.key(clip)?));
-        if let Ok(tensors) = Tensor::read_safetensors(&path) {
-            let find = |name: &str| {
-                tensors
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, t)| t.shallow_clone())
-            };
-            if let (Some(audio), Some(frames)) = (find("audio"), find("frames")) {
-                self.hits += 1;
-                // Stacked: (clips, 96, E) and (clips, 10, 224, 224, 3).
-                let clips = audio.size()[0];
-                return Ok((0..clips)
-                    .map(|i| ClipFeatures {
-                        audio: audio.get(i),
-                        frames: frames.get(i),
-                    })
-                    .collect());
-            }
+        if let Some(entry) = Entry::open(&path)
+            .ok()
+            .filter(|e| e.has(&["audio", "frames"]))
+        {
+            self.hits += 1;
+            return Ok(Arc::new(entry));
         }
         let features: Vec<ClipFeatures> = decode_recording(clip)?
             .into_iter()
@@ -325,7 +391,34 @@ impl FeatureCache {
             ],
         )?;
         self.computed += 1;
-        Ok(features)
+        Entry::open(&path).map(Arc::new)
+    }
+
+    /// The frozen image branch's embeddings `images` (clips, 10, dim) of an entry's
+    /// frames, cached beside it and keyed also by the image branch's weights: a rerun with
+    /// the same base model skips the ResNet.
+    pub fn image_embeddings(
+        &mut self,
+        model: &Model,
+        clip: &Clip,
+        features: &Entry,
+    ) -> Result<Arc<Entry>, String> {
+        let path = self.dir.join(format!(
+            "{}-images-{:016x}.safetensors",
+            self.key(clip)?,
+            self.image_branch
+        ));
+        if let Some(entry) = Entry::open(&path)
+            .ok()
+            .filter(|e| e.has(&["images"]) && e.clips() == features.clips())
+        {
+            return Ok(Arc::new(entry));
+        }
+        let images = (0..features.clips())
+            .map(|i| Ok(image_embeddings(model, &features.read("frames", i)?)))
+            .collect::<Result<Vec<Tensor>, String>>()?;
+        write_entry(&path, &[("images", &Tensor::stack(&images, 0))])?;
+        Entry::open(&path).map(Arc::new)
     }
 }
 

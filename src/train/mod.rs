@@ -3,6 +3,7 @@
 //! reader, the feature cache, the training loop, DCASE metrics, plots, recording labelled
 //! clips from a live stream, and a synthetic dataset generator.
 
+mod batches;
 pub mod dataset;
 mod evaluate;
 pub mod features;
@@ -13,6 +14,7 @@ pub mod record;
 pub mod synth;
 mod trainer;
 
+pub use batches::Flip;
 pub use dataset::{Clip, Dataset, DatasetError, Skip};
 pub use evaluate::{Classification, EvaluateOptions, Evaluation, classify_file, evaluate};
 pub use record::{RecordError, RecordOptions, RecordSummary, record};

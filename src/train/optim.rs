@@ -1,6 +1,9 @@
-//! Adam as `torch.optim.Adam` computes it (weight decay added to the gradient, bias
-//! corrections), written out so its state — step and both moments — is saved with each
-//! checkpoint and a resumed run continues exactly where it stopped.
+//! Adam as `torch.optim.Adam` computes it (bias corrections, no weight decay: the authors'
+//! recipe), or `torch.optim.AdamW` when a weight decay is asked for — decoupled, the
+//! weights shrink by lr × decay each step, so the decay does not pass through Adam's
+//! per-weight scaling as an L2 term in the gradient would. Written out so its state —
+//! step and both moments — is saved with each checkpoint and a resumed run continues
+//! exactly where it stopped.
 
 use std::path::Path;
 
@@ -53,15 +56,13 @@ impl Adam {
                 if !g.defined() {
                     continue;
                 }
-                let g = if self.weight_decay > 0.0 {
-                    &g + p * self.weight_decay
-                } else {
-                    g
-                };
+                let mut p = p.shallow_clone();
+                if self.weight_decay > 0.0 {
+                    let _ = p.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
+                }
                 let m = &self.m[i] * b1 + &g * (1.0 - b1);
                 let v = &self.v[i] * b2 + &g * &g * (1.0 - b2);
                 let update = (&m / c1) / ((&v / c2).sqrt() + self.eps) * self.lr;
-                let mut p = p.shallow_clone();
                 let _ = p.g_sub_(&update);
                 self.m[i].copy_(&m);
                 self.v[i].copy_(&v);

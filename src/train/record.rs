@@ -16,7 +16,8 @@ use super::dataset::RECORDINGS;
 use crate::capture::{
     CaptureConfig, StreamSpec, StreamState, spawn, window_queue, write_video, write_wav,
 };
-use crate::window::{SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SECONDS, Window, WindowConfig};
+use crate::features::{IMAGES, SAMPLE_RATE, WINDOW_SECONDS};
+use crate::window::{Window, WindowConfig};
 
 /// `avscene record` settings (its command-line options, besides the configuration).
 #[derive(Debug, Clone, clap::Args)]
@@ -131,7 +132,7 @@ pub fn record(
                 {
                     summary.gappy += 1;
                     progress(&format!(
-                        "left out a window: the source stalled ({} of {WINDOW_FRAMES} frames and {:.1} s of sound missing)",
+                        "left out a window: the source stalled ({} of {IMAGES} frames and {:.1} s of sound missing)",
                         window.filled_frames,
                         window.filled_samples as f64 / SAMPLE_RATE as f64
                     ));

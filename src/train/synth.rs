@@ -33,8 +33,9 @@ pub struct SynthOptions {
     pub classes: usize,
     #[arg(long, default_value_t = 9)]
     pub clips_per_class: usize,
-    /// Recording locations per class; the last one is the evaluation fold.
-    #[arg(long, default_value_t = 3)]
+    /// Recording locations per class; the last one is the evaluation fold
+    /// (fold1_evaluate.csv), and training holds one of the others out to validate on.
+    #[arg(long, default_value_t = 4)]
     pub locations: usize,
     #[arg(long, default_value_t = 10)]
     pub seconds: u32,

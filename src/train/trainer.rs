@@ -1,9 +1,12 @@
-//! `avscene train`: the paper's recipe on a dataset (TAU or folder-per-label layout), with
+//! `avscene train`: the authors' recipe on a dataset (TAU or folder-per-label layout), with
 //! the model code that serves. OpenL3 stays frozen (its embeddings come from the feature
-//! cache); the image branch is fine-tuned end to end unless `freeze_image` (small
-//! machines); Adam with weight decay, batches of 16, shuffled each epoch, cross-entropy on
-//! the clip logits. `init` starts from another model (fine-tuning), its classifier rebuilt
-//! when the labels differ.
+//! cache); the image branch is fine-tuned end to end unless `--freeze-encoders` (small
+//! machines). The defaults are what the authors' code runs: Adam, lr 1e-4, no weight
+//! decay, batches of 16, 50 epochs, the learning rate × 0.1 at epochs 20 and 40, a random
+//! horizontal flip of the frames, cross-entropy on the clip logits, shuffled each epoch.
+//! The best epoch is picked on a validation split held out of the training recordings
+//! (never on the list scores are reported on). Features are read from the cache a batch
+//! at a time, so memory does not grow with the dataset.
 //! Every epoch writes `last.safetensors` (+ `optimizer.safetensors`) and a line in
 //! `train-log.jsonl`; the epoch with the lowest validation log-loss is `best.safetensors`.
 //! `--resume` continues from `last`; Ctrl-C saves it and exits cleanly.
@@ -18,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
+use super::batches::{Augment, Batch, Flip, Prepared, evaluate_prepared, training_loss};
 use super::dataset::{Clip, Dataset, Skip};
-use super::features::{FeatureCache, frames_to_images};
-use super::metrics::{Scores, score};
+use super::features::FeatureCache;
 use super::optim::Adam;
 use crate::model::{Model, ModelSpec, Provenance};
 
@@ -48,23 +51,33 @@ pub struct TrainOptions {
     /// Continue from OUT/last.safetensors and OUT/optimizer.safetensors.
     #[arg(long)]
     pub resume: bool,
-    /// Seeds initialisation, shuffling and the location split.
+    /// Seeds initialisation, shuffling, augmentation and the validation split.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Adam's learning rate.
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
-    /// The paper's 0.1; the authors' code used 0.
-    #[arg(long, default_value_t = 0.1)]
+    /// Decoupled weight decay (AdamW: weights shrink by lr × this each step). The
+    /// authors' Adam has none.
+    #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
     /// Clips per step.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// Multiply the learning rate by --lr-decay every N epochs (0: constant).
-    #[arg(long, default_value_t = 0)]
+    /// Multiply the learning rate by --lr-decay at every N-th epoch (20: at epochs 20 and
+    /// 40, as the authors' configs; 0: constant).
+    #[arg(long, default_value_t = 20)]
     pub lr_step: usize,
     #[arg(long, default_value_t = 0.1)]
     pub lr_decay: f64,
+    /// Random horizontal flip of the training frames: per clip, per frame (the
+    /// authors' dataloader), or off. Frozen image embeddings are never flipped.
+    #[arg(long, value_enum, default_value_t = Flip::Clip)]
+    pub flip: Flip,
+    /// Mixup across clips with Beta(α, α), applied to the OpenL3 embeddings and the
+    /// frames alike (0: off, the authors' recipe; 0.2–0.4 is usual).
+    #[arg(long, value_name = "ALPHA", default_value_t = 0.0)]
+    pub mixup: f64,
     /// Freeze the encoders: the image branch keeps its weights (OpenL3 always does) and
     /// only the audio branch, fusion and classifier train, on embeddings computed once —
     /// minutes on a small CPU. Best with --init.
@@ -77,6 +90,48 @@ pub struct TrainOptions {
     #[serde(skip)]
     #[arg(skip = Device::Cpu)]
     pub device: Device,
+}
+
+impl TrainOptions {
+    /// Every number in range before anything starts.
+    fn check(&self) -> Result<(), TrainError> {
+        let bad = |what: &str, why: String| Err(TrainError::Options(format!("{what}: {why}")));
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(
+                "--lr",
+                format!("must be a positive number, not {}", self.lr),
+            );
+        }
+        if !(self.weight_decay.is_finite() && (0.0..1.0).contains(&self.weight_decay)) {
+            return bad(
+                "--weight-decay",
+                format!("must be in [0, 1), not {}", self.weight_decay),
+            );
+        }
+        if !(self.lr_decay.is_finite() && self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
+            return bad(
+                "--lr-decay",
+                format!("must be in (0, 1], not {}", self.lr_decay),
+            );
+        }
+        if !(self.mixup.is_finite() && self.mixup >= 0.0) {
+            return bad(
+                "--mixup",
+                format!("must be 0 (off) or a positive α, not {}", self.mixup),
+            );
+        }
+        if self.batch == 0 {
+            return bad("--batch", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The learning rate of a (1-based) epoch: the authors decay it at the start of every
+    /// `lr_step`-th epoch.
+    fn lr_at(&self, epoch: usize) -> f64 {
+        let steps = epoch.checked_div(self.lr_step).unwrap_or(0);
+        self.lr * self.lr_decay.powi(steps as i32)
+    }
 }
 
 /// One line of `train-log.jsonl`.
@@ -99,6 +154,9 @@ pub enum TrainError {
     /// A model file named on the command line (`--init`, `--resume`) cannot be used.
     #[error("{0}")]
     Model(String),
+    /// An option out of range.
+    #[error("{0}")]
+    Options(String),
     #[error("{0}")]
     Other(String),
 }
@@ -120,41 +178,160 @@ pub struct TrainSummary {
     pub interrupted: bool,
 }
 
-/// A clip ready for training: its cache entry and class.
-pub(super) struct Prepared {
-    pub audio: Tensor,
-    /// Frames (10, 224, 224, 3) u8, or image embeddings (10, dim) when the image branch
-    /// is frozen.
-    pub frames: Tensor,
-    pub class: i64,
-}
-
 pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary, TrainError> {
+    options.check()?;
     let dataset = Dataset::open(&options.data, options.seed)?;
     dataset.check_trainable()?;
     std::fs::create_dir_all(&options.out)
         .map_err(|e| format!("{}: cannot create: {e}", options.out.display()))?;
-    let last_path = options.out.join("last.safetensors");
-    let optimizer_path = options.out.join("optimizer.safetensors");
-    let log_path = options.out.join("train-log.jsonl");
-
     tch::manual_seed(options.seed as i64);
-    // Where the weights started, kept in every saved model's provenance.
-    let mut init = None;
-    let mut model = if options.resume {
-        let model = Model::load(&last_path, options.device)
+    let (mut model, init) = starting_model(options, &dataset)?;
+    tracing::info!(
+        "dataset {} ({}): {} classes, {} training recordings, {} validation recordings ({}), {} skipped",
+        dataset.root.display(),
+        dataset.layout,
+        dataset.classes.len(),
+        dataset.train.len(),
+        dataset.validation.len(),
+        dataset.split,
+        dataset.skipped.len()
+    );
+    for note in &dataset.notes {
+        tracing::warn!("{note}");
+    }
+    let sets = prepare_sets(options, &dataset, &model)?;
+    let run = RunRecord {
+        details: BTreeMap::from([
+            ("dataset".into(), json!(dataset.root.display().to_string())),
+            ("layout".into(), json!(dataset.layout)),
+            ("split".into(), json!(dataset.split)),
+            ("train_recordings".into(), json!(dataset.train.len())),
+            ("train_clips".into(), json!(sets.train.len())),
+            (
+                "validation_recordings".into(),
+                json!(dataset.validation.len()),
+            ),
+            ("validation_clips".into(), json!(sets.validation.len())),
+            ("settings".into(), json!(options)),
+            ("init".into(), json!(init)),
+        ]),
+    };
+    let paths = RunPaths::new(&options.out);
+    let mut adam = optimizer(&model, options);
+    let mut history: Vec<EpochLog> = Vec::new();
+    if options.resume {
+        adam.load(&paths.optimizer)
+            .map_err(|e| TrainError::Model(format!("--resume: {e}")))?;
+        history = read_log(&paths.log);
+        tracing::info!(
+            "resuming after epoch {} (step {})",
+            history.len(),
+            adam.step
+        );
+    } else {
+        let _ = std::fs::remove_file(&paths.log);
+    }
+    if options.freeze_image && options.flip != Flip::Off {
+        tracing::info!("--freeze-encoders: the image embeddings are computed once, unflipped");
+    }
+    let mut best = history
+        .iter()
+        .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
+        .cloned();
+    let mut interrupted = false;
+    for epoch in history.len() + 1..=options.epochs {
+        let Some(trained) = train_epoch(&model, &mut adam, &sets.train, options, epoch, &stop)?
+        else {
+            interrupted = true;
+            tracing::warn!(
+                "interrupted in epoch {epoch}: saving {} and stopping",
+                paths.last.display()
+            );
+            save(&mut model, &run, &history, &paths.last)?;
+            adam.save(&paths.optimizer)?;
+            break;
+        };
+        let (val, _) = evaluate_prepared(&model, &sets.validation, &dataset.classes)?;
+        let entry = EpochLog {
+            epoch,
+            val_loss: val.log_loss,
+            val_accuracy: val.accuracy,
+            ..trained
+        };
+        tracing::info!(
+            "epoch {epoch}/{}: train loss {:.4} acc {:.1}% | val loss {:.4} acc {:.1}% | {:.1} clips/s, {:.0} s",
+            options.epochs,
+            entry.train_loss,
+            entry.train_accuracy * 100.0,
+            entry.val_loss,
+            entry.val_accuracy * 100.0,
+            entry.clips_per_s,
+            entry.seconds
+        );
+        history.push(entry.clone());
+        append_log(&paths.log, &entry)?;
+        save(&mut model, &run, &history, &paths.last)?;
+        adam.save(&paths.optimizer)?;
+        if best.as_ref().is_none_or(|b| entry.val_loss < b.val_loss) {
+            save(&mut model, &run, &history, &paths.best)?;
+            best = Some(entry);
+        }
+    }
+    let mut skipped = sets.skipped;
+    skipped.splice(0..0, dataset.skipped.iter().cloned());
+    let mut notes = dataset.notes.clone();
+    notes.extend(sets.notes);
+    Ok(TrainSummary {
+        epochs_done: history.len(),
+        best,
+        skipped,
+        notes,
+        interrupted,
+    })
+}
+
+/// The files of a training run.
+struct RunPaths {
+    last: PathBuf,
+    best: PathBuf,
+    optimizer: PathBuf,
+    log: PathBuf,
+}
+
+impl RunPaths {
+    fn new(out: &Path) -> RunPaths {
+        RunPaths {
+            last: out.join("last.safetensors"),
+            best: out.join("best.safetensors"),
+            optimizer: out.join("optimizer.safetensors"),
+            log: out.join("train-log.jsonl"),
+        }
+    }
+}
+
+/// The model training starts from — `--resume`'s last checkpoint, `--init`'s base
+/// relabelled for the dataset, or a fresh one of the profile — and where its weights came
+/// from (kept in every saved model's provenance).
+fn starting_model(
+    options: &TrainOptions,
+    dataset: &Dataset,
+) -> Result<(Model, Option<serde_json::Value>), TrainError> {
+    if options.resume {
+        let last = RunPaths::new(&options.out).last;
+        let model = Model::load(&last, options.device)
             .map_err(|e| TrainError::Model(format!("--resume: {e}")))?;
         if model.spec.classes != dataset.classes {
             return Err(TrainError::Model(format!(
                 "--resume: {} was trained on classes {:?}, the dataset has {:?}",
-                last_path.display(),
+                last.display(),
                 model.spec.classes,
                 dataset.classes
             )));
         }
-        init = model.provenance.details.get("init").cloned();
-        model
-    } else if let Some(path) = &options.init {
+        let init = model.provenance.details.get("init").cloned();
+        return Ok((model, init));
+    }
+    if let Some(path) = &options.init {
         let base = Model::load(path, options.device)
             .map_err(|e| TrainError::Model(format!("--init: {e}")))?;
         let (model, kept) = base.relabel(&dataset.classes);
@@ -172,68 +349,68 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
             base.id,
             base.spec.classes
         );
-        init = Some(json!({
+        let init = json!({
             "model": path.display().to_string(),
             "model_id": base.id,
             "classes": base.spec.classes,
             "classifier": classifier,
             "provenance": base.provenance,
-        }));
-        model
-    } else {
-        let profile = options.profile.as_deref().unwrap_or("full");
-        let mut spec = ModelSpec::profile(profile)
-            .ok_or_else(|| format!("unknown profile '{profile}' (full, small)"))?;
-        spec.classes = dataset.classes.clone();
-        Model::fresh(spec, options.device)
-    };
-    tracing::info!(
-        "dataset {} ({}): {} classes, {} training recordings, {} validation recordings ({}), {} skipped",
-        dataset.root.display(),
-        dataset.layout,
-        dataset.classes.len(),
-        dataset.train.len(),
-        dataset.validation.len(),
-        dataset.split,
-        dataset.skipped.len()
-    );
-    for note in &dataset.notes {
-        tracing::warn!("{note}");
+        });
+        return Ok((model, Some(init)));
     }
+    let profile = options.profile.as_deref().unwrap_or("full");
+    let mut spec = ModelSpec::profile(profile).ok_or_else(|| {
+        TrainError::Options(format!(
+            "--profile: unknown profile '{profile}' (full, small)"
+        ))
+    })?;
+    spec.classes = dataset.classes.clone();
+    Ok((Model::fresh(spec, options.device), None))
+}
 
-    // Features: decoded and embedded once, then read from the cache.
+/// The training and validation clips, prepared in the feature cache.
+struct Sets {
+    train: Vec<Prepared>,
+    validation: Vec<Prepared>,
+    skipped: Vec<Skip>,
+    notes: Vec<String>,
+}
+
+/// Decode and embed every recording once (later runs read the cache), keeping only where
+/// each clip's features lie.
+fn prepare_sets(
+    options: &TrainOptions,
+    dataset: &Dataset,
+    model: &Model,
+) -> Result<Sets, TrainError> {
     let cache_dir = options
         .cache
         .clone()
         .unwrap_or_else(|| options.out.join("feature-cache"));
-    let mut cache = FeatureCache::new(&cache_dir, &model)?;
-    let mut skipped = dataset.skipped.clone();
-    let class_of = |c: &Clip| {
-        dataset
-            .classes
-            .iter()
-            .position(|l| *l == c.label)
-            .unwrap_or(0) as i64
-    };
+    let mut cache = FeatureCache::new(&cache_dir, model)?;
+    let mut skipped = Vec::new();
     let mut prepare = |clips: &[Clip], what: &str| -> Vec<Prepared> {
         let bar = progress(clips.len() as u64, &format!("features ({what})"));
         let mut out = Vec::new();
         for clip in clips {
             bar.inc(1);
-            let prepared = cache.get(&model, clip).and_then(|features| {
-                let frames = if options.freeze_image {
-                    cache.image_embeddings(&model, clip, &features)?
+            let class = dataset
+                .classes
+                .iter()
+                .position(|l| *l == clip.label)
+                .unwrap_or(0) as i64;
+            let prepared = cache.get(model, clip).and_then(|features| {
+                let images = if options.freeze_image {
+                    Some(cache.image_embeddings(model, clip, &features)?)
                 } else {
-                    features.iter().map(|f| f.frames.shallow_clone()).collect()
+                    None
                 };
-                Ok(features
-                    .into_iter()
-                    .zip(frames)
-                    .map(|(f, frames)| Prepared {
-                        audio: f.audio,
-                        frames,
-                        class: class_of(clip),
-                    }))
+                Ok((0..features.clips()).map(move |index| Prepared {
+                    features: features.clone(),
+                    images: images.clone(),
+                    index,
+                    class,
+                }))
             });
             match prepared {
                 Ok(clips) => out.extend(clips),
@@ -249,60 +426,47 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
         bar.finish_and_clear();
         out
     };
-    let train_set = prepare(&dataset.train, "training");
-    let val_set = prepare(&dataset.validation, "validation");
+    let train = prepare(&dataset.train, "training");
+    let validation = prepare(&dataset.validation, "validation");
     tracing::info!(
         "features: {} training and {} validation clips; {} recordings from the cache, {} computed ({})",
-        train_set.len(),
-        val_set.len(),
+        train.len(),
+        validation.len(),
         cache.hits,
         cache.computed,
         cache_dir.display()
     );
-    let mut notes = dataset.notes.clone();
-    notes.extend(clip_notes(&dataset.classes, &train_set, &val_set));
-    for note in notes.iter().skip(dataset.notes.len()) {
+    let notes = clip_notes(&dataset.classes, &train, &validation);
+    for note in &notes {
         tracing::warn!("{note}");
     }
-    if train_set.is_empty() || val_set.is_empty() {
+    if train.is_empty() || validation.is_empty() {
         return Err(TrainError::Other(format!(
             "{}: no clip could be decoded in the {} split ({} skipped; first: {})",
             dataset.root.display(),
-            if train_set.is_empty() {
+            if train.is_empty() {
                 "training"
             } else {
                 "validation"
             },
-            skipped.len(),
+            skipped.len() + dataset.skipped.len(),
             skipped
                 .first()
                 .map(|s| format!("{}: {}", s.file, s.reason))
                 .unwrap_or_default()
         )));
     }
+    Ok(Sets {
+        train,
+        validation,
+        skipped,
+        notes,
+    })
+}
 
-    let run = RunRecord {
-        details: BTreeMap::from([
-            (
-                "dataset".to_string(),
-                json!(dataset.root.display().to_string()),
-            ),
-            ("layout".to_string(), json!(dataset.layout)),
-            ("split".to_string(), json!(dataset.split)),
-            ("train_recordings".to_string(), json!(dataset.train.len())),
-            ("train_clips".to_string(), json!(train_set.len())),
-            (
-                "validation_recordings".to_string(),
-                json!(dataset.validation.len()),
-            ),
-            ("validation_clips".to_string(), json!(val_set.len())),
-            ("settings".to_string(), json!(options)),
-            ("init".to_string(), json!(init)),
-        ]),
-    };
-
-    // What trains: everything but OpenL3 (and the image branch when frozen).
-    let trainable: Vec<(String, Tensor)> = model
+/// Adam over what trains: everything but OpenL3 (and the image branch when frozen).
+fn optimizer(model: &Model, options: &TrainOptions) -> Adam {
+    let mut trainable: Vec<(String, Tensor)> = model
         .vs
         .variables()
         .into_iter()
@@ -317,187 +481,76 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
             !frozen
         })
         .collect();
-    let mut trainable = trainable;
     trainable.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut adam = Adam::new(trainable, options.lr, options.weight_decay);
-    let mut history: Vec<EpochLog> = Vec::new();
-    if options.resume {
-        adam.load(&optimizer_path)
-            .map_err(|e| format!("--resume: {e}"))?;
-        history = read_log(&log_path);
-        tracing::info!(
-            "resuming after epoch {} (step {})",
-            history.len(),
-            adam.step
-        );
-    } else {
-        let _ = std::fs::remove_file(&log_path);
-    }
-    let mut best = history
-        .iter()
-        .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
-        .cloned();
-    let first_epoch = history.len() + 1;
-    let mut interrupted = false;
-
-    for epoch in first_epoch..=options.epochs {
-        let steps = (epoch - 1).checked_div(options.lr_step).unwrap_or(0);
-        let lr = options.lr * options.lr_decay.powi(steps as i32);
-        adam.lr = lr;
-        let started = Instant::now();
-        tch::manual_seed((options.seed + epoch as u64) as i64);
-        let order: Vec<i64> = Vec::try_from(Tensor::randperm(
-            train_set.len() as i64,
-            (Kind::Int64, Device::Cpu),
-        ))
-        .unwrap_or_default();
-        let bar = progress(
-            train_set.len() as u64,
-            &format!("epoch {epoch}/{}", options.epochs),
-        );
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
-        for chunk in order.chunks(options.batch.max(1)) {
-            if stop.load(Ordering::SeqCst) {
-                interrupted = true;
-                break;
-            }
-            let batch: Vec<&Prepared> = chunk.iter().map(|&i| &train_set[i as usize]).collect();
-            let (logits, labels) = forward(&model, &batch, options.freeze_image, true);
-            let loss = logits.cross_entropy_for_logits(&labels);
-            adam.zero_grad();
-            loss.backward();
-            adam.step();
-            let n = batch.len();
-            loss_sum += loss.double_value(&[]) * n as f64;
-            correct += logits
-                .argmax(-1, false)
-                .eq_tensor(&labels)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
-            seen += n;
-            bar.inc(n as u64);
-            let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-6);
-            bar.set_message(format!(
-                "loss {:.3} acc {:.1}% {rate:.1} clips/s",
-                loss_sum / seen as f64,
-                100.0 * correct as f64 / seen as f64
-            ));
-        }
-        bar.finish_and_clear();
-        if interrupted {
-            tracing::warn!(
-                "interrupted in epoch {epoch}: saving {} and stopping",
-                last_path.display()
-            );
-            save(&mut model, &run, &history, &last_path)?;
-            adam.save(&optimizer_path)?;
-            break;
-        }
-        let (val, _) = evaluate_prepared(&model, &val_set, &dataset.classes, options.freeze_image);
-        let entry = EpochLog {
-            epoch,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: correct as f64 / seen.max(1) as f64,
-            val_loss: val.log_loss,
-            val_accuracy: val.accuracy,
-            lr,
-            clips_per_s: seen as f64 / started.elapsed().as_secs_f64().max(1e-6),
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        tracing::info!(
-            "epoch {epoch}/{}: train loss {:.4} acc {:.1}% | val loss {:.4} acc {:.1}% | {:.1} clips/s, {:.0} s",
-            options.epochs,
-            entry.train_loss,
-            entry.train_accuracy * 100.0,
-            entry.val_loss,
-            entry.val_accuracy * 100.0,
-            entry.clips_per_s,
-            entry.seconds
-        );
-        history.push(entry.clone());
-        append_log(&log_path, &entry)?;
-        save(&mut model, &run, &history, &last_path)?;
-        adam.save(&optimizer_path)?;
-        if best.as_ref().is_none_or(|b| entry.val_loss < b.val_loss) {
-            save(
-                &mut model,
-                &run,
-                &history,
-                &options.out.join("best.safetensors"),
-            )?;
-            best = Some(entry);
-        }
-    }
-    Ok(TrainSummary {
-        epochs_done: history.len(),
-        best,
-        skipped,
-        notes,
-        interrupted,
-    })
+    Adam::new(trainable, options.lr, options.weight_decay)
 }
 
-/// Logits and labels of a batch.
-fn forward(
+/// One pass over the training clips in a seeded random order; `None` when interrupted.
+/// The validation fields of the log are left for the caller.
+fn train_epoch(
     model: &Model,
-    batch: &[&Prepared],
-    frozen_images: bool,
-    train: bool,
-) -> (Tensor, Tensor) {
-    let device = model.vs.device();
-    let audio = Tensor::stack(
-        &batch
-            .iter()
-            .map(|p| p.audio.shallow_clone())
-            .collect::<Vec<_>>(),
-        0,
-    )
-    .to_device(device);
-    let frames = Tensor::stack(
-        &batch
-            .iter()
-            .map(|p| p.frames.shallow_clone())
-            .collect::<Vec<_>>(),
-        0,
-    );
-    let labels =
-        Tensor::from_slice(&batch.iter().map(|p| p.class).collect::<Vec<_>>()).to_device(device);
-    let logits = if frozen_images {
-        model.net.head_t(&audio, &frames.to_device(device), train)
-    } else {
-        model
-            .net
-            .forward_t(&audio, &frames_to_images(model, &frames), train)
-    };
-    (logits, labels)
-}
-
-/// Scores of the model (eval mode) on prepared clips, and the probabilities.
-pub(super) fn evaluate_prepared(
-    model: &Model,
+    adam: &mut Adam,
     clips: &[Prepared],
-    classes: &[String],
-    frozen_images: bool,
-) -> (Scores, Vec<Vec<f32>>) {
-    let mut probabilities = Vec::new();
-    let mut truth = Vec::new();
-    tch::no_grad(|| {
-        for chunk in clips.chunks(16) {
-            let batch: Vec<&Prepared> = chunk.iter().collect();
-            let (logits, labels) = forward(model, &batch, frozen_images, false);
-            let p = logits.softmax(-1, Kind::Float).to_device(Device::Cpu);
-            for i in 0..batch.len() as i64 {
-                probabilities.push(Vec::<f32>::try_from(p.get(i)).unwrap_or_default());
-            }
-            truth.extend(
-                Vec::<i64>::try_from(labels.to_device(Device::Cpu))
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|&c| c as usize),
-            );
+    options: &TrainOptions,
+    epoch: usize,
+    stop: &AtomicBool,
+) -> Result<Option<EpochLog>, TrainError> {
+    let lr = options.lr_at(epoch);
+    adam.lr = lr;
+    let augment = Augment {
+        flip: options.flip,
+        mixup: options.mixup,
+    };
+    let started = Instant::now();
+    tch::manual_seed((options.seed + epoch as u64) as i64);
+    let order: Vec<i64> = Vec::try_from(Tensor::randperm(
+        clips.len() as i64,
+        (Kind::Int64, Device::Cpu),
+    ))
+    .unwrap_or_default();
+    let bar = progress(
+        clips.len() as u64,
+        &format!("epoch {epoch}/{}", options.epochs),
+    );
+    let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
+    for chunk in order.chunks(options.batch) {
+        if stop.load(Ordering::SeqCst) {
+            bar.finish_and_clear();
+            return Ok(None);
         }
-    });
-    (score(&probabilities, &truth, classes), probabilities)
+        let members: Vec<&Prepared> = chunk.iter().map(|&i| &clips[i as usize]).collect();
+        let batch = Batch::read(model, &members)?;
+        let (logits, loss) = training_loss(model, &batch, augment);
+        adam.zero_grad();
+        loss.backward();
+        adam.step();
+        let n = batch.len();
+        loss_sum += loss.double_value(&[]) * n as f64;
+        correct += logits
+            .argmax(-1, false)
+            .eq_tensor(&batch.labels)
+            .sum(Kind::Int64)
+            .int64_value(&[]);
+        seen += n;
+        bar.inc(n as u64);
+        let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-6);
+        bar.set_message(format!(
+            "loss {:.3} acc {:.1}% {rate:.1} clips/s",
+            loss_sum / seen as f64,
+            100.0 * correct as f64 / seen as f64
+        ));
+    }
+    bar.finish_and_clear();
+    Ok(Some(EpochLog {
+        epoch,
+        train_loss: loss_sum / seen.max(1) as f64,
+        train_accuracy: correct as f64 / seen.max(1) as f64,
+        val_loss: f64::NAN,
+        val_accuracy: f64::NAN,
+        lr,
+        clips_per_s: seen as f64 / started.elapsed().as_secs_f64().max(1e-6),
+        seconds: started.elapsed().as_secs_f64(),
+    }))
 }
 
 /// Training warnings about clip counts: a label with fewer than `FEW_CLIPS` training clips, or

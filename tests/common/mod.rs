@@ -72,6 +72,35 @@ pub fn text(out: &std::process::Output) -> String {
     )
 }
 
+/// Run a gst-launch-1.0 pipeline to its end (written on one line, elements split at
+/// spaces); panics with GStreamer's message when it fails.
+pub fn gst(launch: &str) {
+    let out = std::process::Command::new("gst-launch-1.0")
+        .args(["-q", "-e"])
+        .args(launch.split_whitespace())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{launch}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The tensors of a model file whose names start with one of `prefixes`, as raw bytes.
+pub fn tensors(path: &std::path::Path, prefixes: &[&str]) -> Vec<(String, Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| prefixes.iter().any(|p| name.starts_with(p)))
+        .map(|(name, view)| (name, view.shape().to_vec(), view.data().to_vec()))
+        .collect();
+    out.sort();
+    out
+}
+
 /// A scratch directory removed when dropped.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temporary directory")
@@ -80,7 +109,8 @@ pub fn tempdir() -> tempfile::TempDir {
 /// Consecutive windows of a synthetic stream (1 s hop): a tone over noise whose pitch
 /// changes every second, and a different image every second.
 pub fn synthetic_windows(stream: &str, seconds: u64, seed: u64) -> Vec<avscene::window::Window> {
-    use avscene::window::{Assembler, FRAME_BYTES, WindowConfig};
+    use avscene::features::IMAGE_BYTES;
+    use avscene::window::{Assembler, WindowConfig};
     let mut assembler = Assembler::new(stream, &WindowConfig::default());
     let mut out = Vec::new();
     let mut state = seed
@@ -96,7 +126,7 @@ pub fn synthetic_windows(stream: &str, seconds: u64, seed: u64) -> Vec<avscene::
         let second = tenth / 10;
         let pts = tenth * 100_000_000;
         if tenth % 10 == 0 {
-            let frame: Vec<u8> = (0..FRAME_BYTES)
+            let frame: Vec<u8> = (0..IMAGE_BYTES)
                 .map(|i| ((i as u64 * (second + seed + 1) / 97) % 256) as u8)
                 .collect();
             out.extend(assembler.push_frame(pts, std::sync::Arc::from(frame)));

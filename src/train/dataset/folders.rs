@@ -109,7 +109,7 @@ pub(super) fn read(root: &Path) -> Result<Listing, DatasetError> {
     Ok(Listing {
         layout: Layout::FolderPerLabel,
         recordings,
-        validation: None,
+        evaluation: None,
         skipped,
     })
 }

@@ -9,7 +9,8 @@ use gstreamer_pbutils::Discoverer;
 use serde::Serialize;
 
 use super::{Clip, Dataset, DatasetError, Layout, Skip, list};
-use crate::window::{END_TOLERANCE, SAMPLE_RATE, WINDOW_SECONDS};
+use crate::features::{SAMPLE_RATE, WINDOW_SECONDS};
+use crate::window::END_TOLERANCE;
 
 /// One label's share of the dataset.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -106,7 +107,7 @@ pub fn inspect(root: &Path, seed: u64) -> Result<DatasetInfo, DatasetError> {
     let mut labels: BTreeMap<String, LabelInfo> = BTreeMap::new();
     let mut locations: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut all = listing.recordings.clone();
-    all.extend(listing.validation.clone().unwrap_or_default());
+    all.extend(listing.evaluation.clone().unwrap_or_default());
     let bar = crate::train::progress(all.len() as u64, "reading");
     for clip in &all {
         bar.inc(1);
@@ -155,12 +156,18 @@ pub fn inspect(root: &Path, seed: u64) -> Result<DatasetInfo, DatasetError> {
             Err(e) => (None, Some(e.to_string())),
             Ok(()) => {
                 notes.extend(dataset.notes.iter().cloned());
-                let split = format!(
+                let mut split = format!(
                     "{}: {} training and {} validation recordings",
                     dataset.split,
                     dataset.train.len(),
                     dataset.validation.len()
                 );
+                if dataset.evaluation_listed {
+                    split.push_str(&format!(
+                        "; evaluate scores the {} of fold1_evaluate.csv",
+                        dataset.evaluation.len()
+                    ));
+                }
                 (Some(split), None)
             }
         },

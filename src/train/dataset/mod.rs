@@ -4,10 +4,14 @@
 //! - Folder per label (`folders`): `DIR/<label>/*` media files of any length, cut into
 //!   consecutive 10 s clips; what `avscene record` writes.
 //!
-//! Without an evaluate list the recordings are split by location (the `identifier`), so no
-//! location is on both sides; when that leaves nothing to validate on (every label recorded
-//! in one place) the last fifth of each label's recordings in time order is held out, and
-//! the dataset says so.
+//! Training picks its best epoch on a validation split held out of the training recordings
+//! by location (the `identifier`), so no location is on both sides — never on the list the
+//! scores are reported on. TAU: about a tenth of each label's locations of
+//! `fold1_train.csv` (the authors held out 739 of its 8 646 clips), and `evaluate` scores
+//! `fold1_evaluate.csv`. Folder per label: about a fifth, and the same split is what
+//! `evaluate` scores (there is no separate evaluation list). When a location split leaves
+//! nothing to validate on (every label recorded in one place) the last share of each
+//! label's recordings in time order is held out, and the dataset says so.
 
 mod folders;
 mod info;
@@ -72,21 +76,38 @@ impl std::fmt::Display for Layout {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Split {
-    /// `evaluation_setup/fold1_evaluate.csv`.
-    Listed,
-    /// About a fifth of each label's locations held out.
+    /// A share of each label's locations held out.
     Location,
-    /// Every label has a single location: the last fifth of each label's recordings.
+    /// Every label has a single location: the last share of each label's recordings.
     Time,
 }
 
 impl std::fmt::Display for Split {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Split::Listed => "fold1_evaluate.csv",
             Split::Location => "split by location",
             Split::Time => "split by time (one location per label)",
         })
+    }
+}
+
+/// How much of each label's locations (or recordings) the validation split holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Share {
+    /// About a tenth, at least one: the authors' share of the TAU training list.
+    Tenth,
+    /// About a fifth, at least one: small sets of one's own recordings.
+    Fifth,
+}
+
+impl Share {
+    /// Of `n` locations (two or more), how many to hold out.
+    pub fn of(self, n: usize) -> usize {
+        let held = match self {
+            Share::Tenth => (n as f64 / 10.0).round() as usize,
+            Share::Fifth => n.div_ceil(5),
+        };
+        held.clamp(1, n.saturating_sub(1).max(1))
     }
 }
 
@@ -98,8 +119,13 @@ pub struct Dataset {
     /// Sorted labels of the training split.
     pub classes: Vec<String>,
     pub train: Vec<Clip>,
+    /// Held out of the training recordings: picks the best epoch.
     pub validation: Vec<Clip>,
     pub split: Split,
+    /// What `evaluate` scores: `fold1_evaluate.csv` (TAU), else the validation split.
+    pub evaluation: Vec<Clip>,
+    /// Whether `evaluation` is the dataset's own list rather than the validation split.
+    pub evaluation_listed: bool,
     pub skipped: Vec<Skip>,
     /// Warnings about the whole set (a label that cannot be validated, the time split).
     pub notes: Vec<String>,
@@ -153,7 +179,7 @@ fn read_table(path: &Path, required: &str) -> Result<Vec<HashMap<String, String>
 pub struct Listing {
     pub layout: Layout,
     pub recordings: Vec<Clip>,
-    pub validation: Option<Vec<Clip>>,
+    pub evaluation: Option<Vec<Clip>>,
     pub skipped: Vec<Skip>,
 }
 
@@ -169,38 +195,53 @@ pub fn list(root: &Path) -> Result<Listing, DatasetError> {
 }
 
 impl Dataset {
-    /// Open `root` in whichever layout it has; `seed` picks the validation locations when
-    /// no evaluate list exists.
+    /// Open `root` in whichever layout it has; `seed` picks the validation locations.
     pub fn open(root: &Path, seed: u64) -> Result<Dataset, DatasetError> {
         let listing = list(root)?;
         let Listing {
             layout,
             mut recordings,
-            validation,
+            evaluation: evaluate_list,
             mut skipped,
         } = listing;
         recordings.retain(|c| exists(c, &mut skipped));
-        let (train, mut validation, split) = match validation {
-            Some(v) => (recordings, v, Split::Listed),
-            None => split(recordings, seed),
+        let share = match layout {
+            Layout::Tau => Share::Tenth,
+            Layout::FolderPerLabel => Share::Fifth,
         };
-        validation.retain(|c| exists(c, &mut skipped));
+        let (train, validation, split) = split(recordings, seed, share);
         let classes: Vec<String> = train
             .iter()
             .map(|c| c.label.clone())
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        validation.retain(|c| {
-            let known = classes.contains(&c.label);
-            if !known {
-                skipped.push(Skip {
-                    file: c.name(),
-                    reason: format!("unknown label '{}' (not in the training split)", c.label),
-                });
+        let known = |clips: Vec<Clip>, skipped: &mut Vec<Skip>| -> Vec<Clip> {
+            clips
+                .into_iter()
+                .filter(|c| {
+                    let known = classes.contains(&c.label);
+                    if !known {
+                        skipped.push(Skip {
+                            file: c.name(),
+                            reason: format!(
+                                "unknown label '{}' (not in the training split)",
+                                c.label
+                            ),
+                        });
+                    }
+                    known
+                })
+                .collect()
+        };
+        let validation = known(validation, &mut skipped);
+        let (evaluation, evaluation_listed) = match evaluate_list {
+            Some(mut list) => {
+                list.retain(|c| exists(c, &mut skipped));
+                (known(list, &mut skipped), true)
             }
-            known
-        });
+            None => (validation.clone(), false),
+        };
         if train.is_empty() {
             let first = skipped
                 .first()
@@ -213,10 +254,11 @@ impl Dataset {
             )));
         }
         if validation.is_empty() {
-            let why = match split {
-                Split::Listed => "validation: fold1_evaluate.csv lists none",
-                _ => "validation: every label has a single recording; record more",
-            };
+            let why = "validation: every label has a single recording; record more";
+            return Err(DatasetError::Empty(format!("{} ({why})", root.display())));
+        }
+        if evaluation_listed && evaluation.is_empty() {
+            let why = "evaluation: fold1_evaluate.csv lists none of the training labels";
             return Err(DatasetError::Empty(format!("{} ({why})", root.display())));
         }
         let notes = notes(&classes, &train, &validation, split);
@@ -227,6 +269,8 @@ impl Dataset {
             train,
             validation,
             split,
+            evaluation,
+            evaluation_listed,
             skipped,
             notes,
         })
@@ -254,7 +298,7 @@ fn notes(classes: &[String], train: &[Clip], validation: &[Clip], split: Split) 
     let mut notes = Vec::new();
     if split == Split::Time {
         notes.push(
-            "every label was recorded at a single location: validation holds the last fifth of \
+            "every label was recorded at a single location: validation holds the last share of \
              each label's recordings, which resemble the training ones, so its scores are \
              optimistic; record each scene on another day (or with another stream) for an \
              honest split"
@@ -288,18 +332,18 @@ fn exists(clip: &Clip, skipped: &mut Vec<Skip>) -> bool {
 }
 
 /// Split by location, or by time when no location can be held out.
-fn split(clips: Vec<Clip>, seed: u64) -> (Vec<Clip>, Vec<Clip>, Split) {
-    let (train, validation) = split_by_location(clips.clone(), seed);
+fn split(clips: Vec<Clip>, seed: u64, share: Share) -> (Vec<Clip>, Vec<Clip>, Split) {
+    let (train, validation) = split_by_location(clips.clone(), seed, share);
     if !validation.is_empty() {
         return (train, validation, Split::Location);
     }
-    let (train, validation) = split_by_time(clips);
+    let (train, validation) = split_by_time(clips, share);
     (train, validation, Split::Time)
 }
 
-/// Hold out the last fifth (at least one) of each label's recordings in name order, which
+/// Hold out the last share (at least one) of each label's recordings in name order, which
 /// is time order for recorded clips; labels with one recording stay in training.
-pub fn split_by_time(clips: Vec<Clip>) -> (Vec<Clip>, Vec<Clip>) {
+pub fn split_by_time(clips: Vec<Clip>, share: Share) -> (Vec<Clip>, Vec<Clip>) {
     let mut by_label: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for c in &clips {
         by_label
@@ -313,16 +357,16 @@ pub fn split_by_time(clips: Vec<Clip>) -> (Vec<Clip>, Vec<Clip>) {
             continue;
         }
         names.sort();
-        let n = names.len().div_ceil(5);
+        let n = share.of(names.len());
         held.extend(names.split_off(names.len() - n));
     }
     clips.into_iter().partition(|c| !held.contains(&c.audio))
 }
 
-/// Hold out about a fifth of each label's locations (at least one, when a label has two
-/// or more); a label's location is wholly on one side. Locations count per label: one
-/// stream on one day may have recorded several scenes.
-pub fn split_by_location(clips: Vec<Clip>, seed: u64) -> (Vec<Clip>, Vec<Clip>) {
+/// Hold out a share of each label's locations (at least one, when a label has two or
+/// more); a label's location is wholly on one side. Locations count per label: one stream
+/// on one day may have recorded several scenes.
+pub fn split_by_location(clips: Vec<Clip>, seed: u64, share: Share) -> (Vec<Clip>, Vec<Clip>) {
     let mut by_label: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for c in &clips {
         by_label.entry(&c.label).or_default().insert(&c.identifier);
@@ -337,7 +381,7 @@ pub fn split_by_location(clips: Vec<Clip>, seed: u64) -> (Vec<Clip>, Vec<Clip>) 
             .map(|l| (SplitMix(seed ^ fnv1a(l.as_bytes())).next_u64(), *l))
             .collect();
         order.sort();
-        let n = locations.len().div_ceil(5);
+        let n = share.of(locations.len());
         held.extend(
             order
                 .iter()

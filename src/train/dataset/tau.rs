@@ -55,7 +55,7 @@ pub(super) fn read(root: &Path) -> Result<Listing, DatasetError> {
         Ok(Some(clips))
     };
     let train = listed("fold1_train.csv")?;
-    let validation = listed("fold1_evaluate.csv")?;
+    let evaluation = listed("fold1_evaluate.csv")?;
     let recordings = train.unwrap_or_else(|| {
         let mut clips: Vec<Clip> = meta.values().cloned().collect();
         clips.sort_by(|a, b| a.audio.cmp(&b.audio));
@@ -64,7 +64,7 @@ pub(super) fn read(root: &Path) -> Result<Listing, DatasetError> {
     Ok(Listing {
         layout: Layout::Tau,
         recordings,
-        validation,
+        evaluation,
         skipped,
     })
 }
