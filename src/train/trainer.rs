@@ -200,6 +200,7 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
         tracing::warn!("{note}");
     }
     let sets = prepare_sets(options, &dataset, &model)?;
+    crate::service::process::release_free_memory();
     let run = RunRecord {
         details: BTreeMap::from([
             ("dataset".into(), json!(dataset.root.display().to_string())),
