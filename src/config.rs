@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::capture::{CaptureConfig, StreamConfig, StreamSpec};
+use crate::problems::{Problem, Problems};
 use crate::infer::InferenceConfig;
 use crate::model::ModelConfig;
 use crate::publish::MqttConfig;
-use crate::service::MetricsConfig;
+use crate::metrics::MetricsConfig;
 use crate::window::WindowConfig;
 
 /// Where `--config` points when it is not given: the installed file, then the repository's.
@@ -45,33 +46,6 @@ pub struct Settings {
     pub config: Config,
     /// The enabled streams, in file order, with their complete launch descriptions.
     pub streams: Vec<StreamSpec>,
-}
-
-/// One thing wrong with a configuration: the key it concerns and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub key: String,
-    pub reason: String,
-}
-
-/// Validation collects every problem rather than stopping at the first, so one run of
-/// `avscene check-config` shows all there is to fix.
-#[derive(Debug, Default)]
-pub struct Problems(Vec<Problem>);
-
-impl Problems {
-    pub fn push(&mut self, key: impl Into<String>, reason: impl Into<String>) {
-        self.0.push(Problem {
-            key: key.into(),
-            reason: reason.into(),
-        });
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-    pub fn into_vec(self) -> Vec<Problem> {
-        self.0
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problems;
+use crate::problems::Problems;
 use crate::features::{
     AUDIO_FRAME_HOP, IMAGE_BYTES, IMAGES, LEAD_SAMPLES, SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS,
 };

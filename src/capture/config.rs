@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::pipeline::{PipelineFile, check_launch};
-use crate::config::Problems;
+use crate::problems::Problems;
 
 /// One `[[stream]]` table.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use crate::window::Window;
 pub struct Disconnected;
 
 /// Sending side, cloned into every stream.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct WindowSender {
     tx: Sender<Window>,
     /// A receiver used only to drop the oldest window when the queue is full.
@@ -59,6 +59,11 @@ impl WindowSender {
     /// Windows dropped because the queue was full, over all streams.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Windows the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.tx.capacity().unwrap_or(0)
     }
 
     /// Windows waiting.

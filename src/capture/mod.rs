@@ -4,12 +4,14 @@
 
 mod config;
 mod handoff;
+mod metrics;
 mod pipeline;
 mod save;
 mod stream;
 
 pub use config::{CaptureConfig, StreamConfig, StreamSpec};
 pub use handoff::{WindowSender, window_queue};
+pub use metrics::StreamMetrics;
 pub use pipeline::{AUDIO_SINK, PipelineFile, VIDEO_SINK, audio_tail, check_launch, video_tail};
 pub use save::{save_window, write_png, write_video, write_wav};
 pub use stream::{StreamHandle, StreamState, StreamStats, spawn};

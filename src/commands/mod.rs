@@ -401,8 +401,8 @@ pub fn capture(
         tx.clone(),
     );
     let started = std::time::Instant::now();
-    let cpu_start = crate::service::process::cpu_seconds().unwrap_or(0.0);
-    let rss_start = crate::service::process::rss_bytes().unwrap_or(0);
+    let cpu_start = crate::support::process::cpu_seconds().unwrap_or(0.0);
+    let rss_start = crate::support::process::rss_bytes().unwrap_or(0);
     let deadline =
         seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s));
     eprintln!(
@@ -430,7 +430,7 @@ pub fn capture(
                         .stats
                         .dropped
                         .load(std::sync::atomic::Ordering::Relaxed),
-                    crate::service::process::rss_bytes().unwrap_or(0) as f64 / 1e6,
+                    crate::support::process::rss_bytes().unwrap_or(0) as f64 / 1e6,
                 );
                 if let Some(dir) = save_dir {
                     match save_window(dir, &w) {
@@ -457,12 +457,12 @@ pub fn capture(
         summary.push_str(&format!("; last error: {e}"));
     }
     let wall = started.elapsed().as_secs_f64();
-    let cpu = crate::service::process::cpu_seconds().unwrap_or(0.0) - cpu_start;
+    let cpu = crate::support::process::cpu_seconds().unwrap_or(0.0) - cpu_start;
     summary.push_str(&format!(
         "\nresources: {cpu:.1} s CPU over {wall:.1} s ({:.1} % of one core); resident memory {:.0} MB at start, {:.0} MB at end",
         100.0 * cpu / wall.max(1e-9),
         rss_start as f64 / 1e6,
-        crate::service::process::rss_bytes().unwrap_or(0) as f64 / 1e6
+        crate::support::process::rss_bytes().unwrap_or(0) as f64 / 1e6
     ));
     if let StreamState::Backoff { reason } = stats.state() {
         summary.push_str(&format!("; failing: {reason}"));

@@ -85,7 +85,7 @@ pub fn train(mut options: TrainOptions, device_spec: DeviceSpec) -> ExitCode {
                 "{} epoch(s) done, {} clip(s) skipped, peak resident memory {:.0} MB{}",
                 summary.epochs_done,
                 summary.skipped.len(),
-                crate::service::process::peak_rss_bytes().unwrap_or(0) as f64 / 1e6,
+                crate::support::process::peak_rss_bytes().unwrap_or(0) as f64 / 1e6,
                 if summary.interrupted {
                     "; interrupted: continue with --resume"
                 } else {
@@ -278,7 +278,7 @@ pub fn record(config: Option<&std::path::Path>, options: RecordOptions) -> ExitC
         spec.name,
         options.out.join(&options.label).display()
     );
-    let bar = crate::train::progress(target as u64, "recording");
+    let bar = crate::support::progress(target as u64, "recording");
     let result = crate::train::record(
         &options,
         spec,

@@ -14,7 +14,7 @@ use super::{Engine, InferenceConfig, spawn_worker};
 use crate::capture::window_queue;
 use crate::features::IMAGE_BYTES;
 use crate::model::Model;
-use crate::service::process;
+use crate::support::process;
 use crate::window::{Assembler, Window, WindowConfig};
 
 /// What to measure.

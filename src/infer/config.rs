@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problems;
+use crate::problems::Problems;
 
 /// `[inference]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -9,4 +9,4 @@ mod worker;
 
 pub use config::InferenceConfig;
 pub use engine::{CacheCounts, Engine, SceneResult};
-pub use worker::{Histogram, Worker, WorkerStats, spawn_worker};
+pub use worker::{Worker, WorkerStats, spawn_worker};

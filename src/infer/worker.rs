@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::{Engine, InferenceConfig, SceneResult};
+use crate::support::metrics::{Collector, Encoder, Histogram, counter, counters, gauge};
 use crate::window::Window;
 
 /// Seconds from a window's completion to its result (queue wait + model).
@@ -84,50 +85,56 @@ impl WorkerStats {
     }
 }
 
-/// A Prometheus-style histogram with fixed bucket bounds, updated without locks.
-#[derive(Debug)]
-pub struct Histogram {
-    pub bounds: &'static [f64],
-    /// Per bucket (not cumulative); the last one is +Inf.
-    counts: Vec<AtomicU64>,
-    sum_micros: AtomicU64,
+/// The worker's metrics.
+impl Collector for WorkerStats {
+    fn encode(&self, mut encoder: Encoder) -> Result<(), std::fmt::Error> {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let e = &mut encoder;
+        counter(e, "avscene_inference_windows", "Windows classified.", read(&self.classified))?;
+        counter(
+            e,
+            "avscene_inference_stale",
+            "Windows dropped because they waited longer than inference.stale_after_s.",
+            read(&self.stale),
+        )?;
+        counter(e, "avscene_inference_batches", "Model calls.", read(&self.batches))?;
+        counter(
+            e,
+            "avscene_inference_results_dropped",
+            "Results dropped because the publisher did not keep up.",
+            read(&self.results_dropped),
+        )?;
+        self.latency.encode(
+            e,
+            "avscene_inference_latency_seconds",
+            "From a window's completion to its label.",
+        )?;
+        self.batch_size
+            .encode(e, "avscene_inference_batch_size", "Windows per model call.")?;
+        gauge(
+            e,
+            "avscene_inference_heartbeat_age_seconds",
+            "Seconds since the inference worker last showed progress.",
+            self.since_heartbeat().as_secs_f64(),
+        )?;
+        let [audio_hits, audio_encoded, image_hits, image_encoded] = self.cache_counts();
+        counters(
+            e,
+            "avscene_cache_hits",
+            "Embeddings reused from an overlapping earlier window.",
+            "branch",
+            [("audio", audio_hits), ("image", image_hits)],
+        )?;
+        counters(
+            e,
+            "avscene_cache_misses",
+            "Embeddings computed.",
+            "branch",
+            [("audio", audio_encoded), ("image", image_encoded)],
+        )
+    }
 }
 
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram {
-            bounds,
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_micros: AtomicU64::new(0),
-        }
-    }
-
-    pub fn observe(&self, value: f64) {
-        let i = self
-            .bounds
-            .iter()
-            .position(|&b| value <= b)
-            .unwrap_or(self.bounds.len());
-        self.counts[i].fetch_add(1, Ordering::Relaxed);
-        let micros = (value.max(0.0) * 1e6) as u64;
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
-    }
-
-    /// (cumulative counts per bound then +Inf, sum, count).
-    pub fn snapshot(&self) -> (Vec<u64>, f64, u64) {
-        let mut total = 0;
-        let cumulative: Vec<u64> = self
-            .counts
-            .iter()
-            .map(|c| {
-                total += c.load(Ordering::Relaxed);
-                total
-            })
-            .collect();
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        (cumulative, sum, total)
-    }
-}
 
 pub struct Worker {
     pub stats: Arc<WorkerStats>,

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problems;
+use crate::problems::Problems;
 
 /// `[model]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn};
 
 use super::{Model, ModelSpec, SceneNet};
+use crate::support::fnv1a;
 use crate::features::FeatureSpec;
 
 /// `format` metadata value of avscene model files.
@@ -300,10 +301,3 @@ pub(crate) fn copy_into(
     Ok(())
 }
 
-/// 64-bit FNV-1a: a stable, dependency-free fingerprint for model ids and cache keys
-/// (not security).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}

@@ -24,7 +24,7 @@ use tch::{Device, Tensor, nn};
 pub use attention::EncoderLayer;
 pub use audio::AudioNet;
 pub use config::{DeviceSpec, ModelConfig, PROFILES};
-pub use file::{FORMAT, FORMAT_VERSION, ModelFileError, Provenance, fnv1a};
+pub use file::{FORMAT, FORMAT_VERSION, ModelFileError, Provenance};
 pub use image::VideoNet;
 pub use openl3::OpenL3;
 pub use spec::{Backbone, Block, ModelSpec, OPENL3_EMBEDDING, TAU_CLASSES};

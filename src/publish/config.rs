@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problems;
+use crate::problems::Problems;
 
 /// `[mqtt]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -3,9 +3,11 @@
 mod config;
 pub mod connection;
 mod mqtt;
+mod stats;
 
 pub use config::{MqttConfig, QoS, TlsConfig};
 pub use mqtt::{
-    PublishStats, Publisher, discovery_payload, discovery_topic, scene_payload, scene_topic,
-    state_topic, status_topic,
+    Publisher, discovery_payload, discovery_topic, scene_payload, scene_topic, state_topic,
+    status_topic,
 };
+pub use stats::PublishStats;

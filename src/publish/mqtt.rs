@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,23 +16,12 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::MqttConfig;
+use super::stats::PublishStats;
 use super::connection::{client_id, explain, options};
 use crate::infer::SceneResult;
 
 /// How often the retained state is re-published when the label does not change.
 const STATE_HEARTBEAT: Duration = Duration::from_secs(60);
-
-/// Counters of the publisher.
-#[derive(Debug, Default)]
-pub struct PublishStats {
-    pub connected: AtomicBool,
-    pub published: AtomicU64,
-    /// Messages dropped because the outbox was full (broker away too long).
-    pub dropped: AtomicU64,
-    /// Results refused because the publisher's input queue was full.
-    pub refused: AtomicU64,
-    pub outbox: AtomicU64,
-}
 
 enum Command {
     Scene(Box<SceneResult>),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::metrics::{MetricsServer, Telemetry};
+use crate::metrics::{HealthPolicy, MetricsServer, ModelInfo, Telemetry};
 use super::notify::Notifier;
 use crate::capture::{StreamHandle, StreamSpec, StreamStats, WindowSender, spawn, window_queue};
 use crate::config::Settings;
@@ -173,16 +173,18 @@ pub fn run(config: Option<&Path>, print_labels: bool) -> Result<(), DaemonError>
     )
     .map_err(|e| DaemonError::Start(format!("cannot start the inference thread: {e}")))?;
 
-    let queue = windows.clone();
     let telemetry = Arc::new(Telemetry::new(
-        model_id,
-        profile,
-        device,
+        ModelInfo {
+            id: model_id,
+            profile,
+            device,
+        },
         worker.stats.clone(),
         publisher.stats.clone(),
-        inference.queue_capacity,
-        Box::new(move || (queue.len(), queue.dropped())),
-        Duration::from_secs_f64(settings.config.metrics.health_stale_s),
+        windows.clone(),
+        HealthPolicy {
+            stale_after: Duration::from_secs_f64(settings.config.metrics.health_stale_s),
+        },
     ));
     let metrics = match settings.config.metrics.listen_addr() {
         Some(address) if settings.config.metrics.enabled => {

@@ -14,7 +14,8 @@ use super::dataset::{Dataset, Skip};
 use super::features::FeatureCache;
 use super::metrics::{Scores, score};
 use super::plot;
-use super::trainer::{TrainError, progress, read_log};
+use super::trainer::{TrainError, read_log};
+use crate::support::progress;
 use crate::model::Model;
 
 /// `avscene evaluate` settings (its command-line options).

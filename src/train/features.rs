@@ -15,10 +15,11 @@ use serde::Deserialize;
 
 use tch::{Kind, Tensor};
 
-use super::dataset::{Clip, fnv1a};
+use super::dataset::Clip;
 use crate::capture::{CaptureConfig, PipelineFile, StreamSpec, StreamState, spawn, window_queue};
 use crate::features::{AUDIO_FRAME_SAMPLES, WINDOW_SECONDS, audio, image};
 use crate::model::Model;
+use crate::support::fnv1a;
 use crate::window::{Window, WindowConfig};
 
 /// The built-in pipeline of a dataset clip: the picture from the video file, the sound

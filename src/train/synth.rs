@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
+use crate::support::SplitMix;
+
 /// (videotestsrc pattern, audiotestsrc wave) per class, in class order. The first is what
 /// the shipped test pipeline shows and plays (ball, pink noise), so a model trained on a
 /// synthetic set recognises the demo stream.
@@ -48,24 +50,6 @@ pub struct SynthOptions {
 pub fn synth_label(class: usize) -> String {
     let (pattern, wave) = SYNTH_CLASSES[class];
     format!("{}_{}", pattern.replace('-', ""), wave.replace('-', ""))
-}
-
-/// A small deterministic generator (splitmix64): the same seed makes the same set.
-pub struct SplitMix(pub u64);
-
-impl SplitMix {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [lo, hi).
-    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// Write the set; returns the number of clips.

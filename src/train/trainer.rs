@@ -26,6 +26,7 @@ use super::dataset::{Clip, Dataset, Skip};
 use super::features::FeatureCache;
 use super::optim::Adam;
 use crate::model::{Model, ModelSpec, Provenance};
+use crate::support::progress;
 
 /// `avscene train` settings (its command-line options).
 #[derive(Debug, Clone, Serialize, clap::Args)]
@@ -200,7 +201,7 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
         tracing::warn!("{note}");
     }
     let sets = prepare_sets(options, &dataset, &model)?;
-    crate::service::process::release_free_memory();
+    crate::support::process::release_free_memory();
     let run = RunRecord {
         details: BTreeMap::from([
             ("dataset".into(), json!(dataset.root.display().to_string())),
@@ -621,16 +622,4 @@ pub fn read_log(path: &Path) -> Vec<EpochLog> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
-}
-
-/// A progress bar on a terminal; hidden otherwise (logs carry the per-epoch lines).
-pub fn progress(len: u64, prefix: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{prefix:>18} [{bar:30}] {pos}/{len} {msg} eta {eta}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_prefix(prefix.to_string());
-    bar
 }

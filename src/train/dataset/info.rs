@@ -108,7 +108,7 @@ pub fn inspect(root: &Path, seed: u64) -> Result<DatasetInfo, DatasetError> {
     let mut locations: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut all = listing.recordings.clone();
     all.extend(listing.evaluation.clone().unwrap_or_default());
-    let bar = crate::train::progress(all.len() as u64, "reading");
+    let bar = crate::support::progress(all.len() as u64, "reading");
     for clip in &all {
         bar.inc(1);
         let entry = labels.entry(clip.label.clone()).or_default();

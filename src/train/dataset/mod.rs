@@ -20,8 +20,7 @@ mod tau;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use super::synth::SplitMix;
-pub use crate::model::fnv1a;
+use crate::support::{SplitMix, fnv1a};
 pub use folders::{MEDIA_EXTENSIONS, RECORDINGS};
 pub use info::{DatasetInfo, LabelInfo, inspect};
 

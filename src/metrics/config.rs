@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problems;
+use crate::problems::Problems;
 
 /// `[metrics]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
