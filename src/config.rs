@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::capture::{CaptureConfig, StreamConfig, StreamSpec};
-use crate::problems::{Problem, Problems};
 use crate::infer::InferenceConfig;
-use crate::model::ModelConfig;
-use crate::publish::MqttConfig;
 use crate::metrics::MetricsConfig;
+use crate::model::ModelConfig;
+use crate::problems::{Problem, Problems};
+use crate::publish::MqttConfig;
 use crate::window::WindowConfig;
 
 /// Where `--config` points when it is not given: the installed file, then the repository's.

@@ -36,7 +36,13 @@ impl Problems {
 
     /// A real number (seconds, a ratio) that must be finite and within `range`; true
     /// when it is. Anything it lets through is safe for `Duration::from_secs_f64`.
-    pub fn number(&mut self, key: &str, value: f64, range: RangeInclusive<f64>, unit: &str) -> bool {
+    pub fn number(
+        &mut self,
+        key: &str,
+        value: f64,
+        range: RangeInclusive<f64>,
+        unit: &str,
+    ) -> bool {
         let ok = value.is_finite() && range.contains(&value);
         if !ok {
             self.push(

@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::problems::Problems;
 use crate::features::{
     AUDIO_FRAME_HOP, IMAGE_BYTES, IMAGES, LEAD_SAMPLES, SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS,
 };
+use crate::problems::Problems;
 
 /// At the end of a file, a last window short of this much audio is padded (0.5 s).
 pub const END_TOLERANCE: u64 = SAMPLE_RATE / 2;

@@ -159,7 +159,8 @@ fn bad_checkpoints_are_refused_and_nothing_is_written() {
         out_s,
     ]);
     let err = String::from_utf8_lossy(&wrong_profile.stderr);
-    assert_eq!(wrong_profile.status.code(), Some(1), "{err}");
+    // A checkpoint that does not fit is bad input (exit 2), named with the tensor.
+    assert_eq!(wrong_profile.status.code(), Some(2), "{err}");
     assert!(
         err.contains("resnet50.safetensors")
             && err.contains("video.resnet.")

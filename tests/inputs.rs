@@ -7,9 +7,9 @@ mod common;
 
 use std::path::Path;
 
+use avscene::capture::decode::decode_file;
 use avscene::capture::video_tail;
 use avscene::features::{IMAGE_SIDE, IMAGES, WINDOW_SAMPLES};
-use avscene::train::features::decode_file;
 use common::{gst, tempdir};
 use gstreamer as gst_;
 use gstreamer::prelude::*;

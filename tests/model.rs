@@ -445,8 +445,9 @@ fn model_info_describes_fresh_and_saved_models() {
         + p["fusion"].as_i64().unwrap();
     assert_eq!(p["total_without_openl3"].as_i64().unwrap(), sum);
 
+    // A model file named on the command line that cannot be used is bad input: exit 2.
     let out = avscene(&["model", "info", "--model", "/nonexistent/m.safetensors"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/m.safetensors"));
 }
 

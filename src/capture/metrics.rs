@@ -17,7 +17,9 @@ type Read = fn(&StreamStats) -> u64;
 
 /// Per-stream counters: metric name (without `_total`), help, and how to read it.
 const STREAM_COUNTERS: [(&str, &str, Read); 6] = [
-    ("avscene_stream_windows", "Windows assembled.", |s| s.windows.load(Ordering::Relaxed)),
+    ("avscene_stream_windows", "Windows assembled.", |s| {
+        s.windows.load(Ordering::Relaxed)
+    }),
     (
         "avscene_stream_windows_dropped",
         "Windows dropped from the full inference queue.",

@@ -3,13 +3,19 @@
 //! failure, its windows handed to a bounded queue.
 
 mod config;
+pub mod decode;
+mod drain;
+mod error;
 mod handoff;
 mod metrics;
 mod pipeline;
+mod run;
 mod save;
 mod stream;
 
 pub use config::{CaptureConfig, StreamConfig, StreamSpec};
+pub use drain::{Drained, Until};
+pub use error::CaptureError;
 pub use handoff::{WindowSender, window_queue};
 pub use metrics::StreamMetrics;
 pub use pipeline::{AUDIO_SINK, PipelineFile, VIDEO_SINK, audio_tail, check_launch, video_tail};

@@ -3,10 +3,12 @@
 //! drops stale ones.
 
 pub mod bench;
+mod classify;
 mod config;
 mod engine;
 mod worker;
 
+pub use classify::{Classification, ClassifyError, Probabilities, WindowLabel, classify_file};
 pub use config::InferenceConfig;
 pub use engine::{CacheCounts, Engine, SceneResult};
 pub use worker::{Worker, WorkerStats, spawn_worker};

@@ -90,14 +90,24 @@ impl Collector for WorkerStats {
     fn encode(&self, mut encoder: Encoder) -> Result<(), std::fmt::Error> {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let e = &mut encoder;
-        counter(e, "avscene_inference_windows", "Windows classified.", read(&self.classified))?;
+        counter(
+            e,
+            "avscene_inference_windows",
+            "Windows classified.",
+            read(&self.classified),
+        )?;
         counter(
             e,
             "avscene_inference_stale",
             "Windows dropped because they waited longer than inference.stale_after_s.",
             read(&self.stale),
         )?;
-        counter(e, "avscene_inference_batches", "Model calls.", read(&self.batches))?;
+        counter(
+            e,
+            "avscene_inference_batches",
+            "Model calls.",
+            read(&self.batches),
+        )?;
         counter(
             e,
             "avscene_inference_results_dropped",
@@ -134,7 +144,6 @@ impl Collector for WorkerStats {
         )
     }
 }
-
 
 pub struct Worker {
     pub stats: Arc<WorkerStats>,

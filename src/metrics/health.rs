@@ -187,7 +187,11 @@ impl HealthPolicy {
             reasons.push("no stream is configured".to_string());
         }
         HealthReport {
-            status: if reasons.is_empty() { "ok" } else { "unhealthy" },
+            status: if reasons.is_empty() {
+                "ok"
+            } else {
+                "unhealthy"
+            },
             reasons,
             streams: report,
             mqtt_connected,

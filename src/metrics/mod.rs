@@ -117,7 +117,8 @@ impl Telemetry {
 
     /// The streams now running (after a start or reload).
     pub fn set_streams(&self, streams: Vec<Arc<StreamStats>>) {
-        self.labels.set_streams(streams.iter().map(|s| s.name.as_str()));
+        self.labels
+            .set_streams(streams.iter().map(|s| s.name.as_str()));
         self.streams.set(streams);
     }
 
@@ -136,8 +137,12 @@ impl Telemetry {
             .publish
             .connected
             .load(std::sync::atomic::Ordering::Relaxed);
-        self.policy
-            .check(&self.streams.streams(), &self.labels, connected, &self.model_id)
+        self.policy.check(
+            &self.streams.streams(),
+            &self.labels,
+            connected,
+            &self.model_id,
+        )
     }
 
     /// Every metric, in the OpenMetrics text format.

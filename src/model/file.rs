@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn};
 
 use super::{Model, ModelSpec, SceneNet};
-use crate::support::fnv1a;
 use crate::features::FeatureSpec;
+use crate::support::fnv1a;
 
 /// `format` metadata value of avscene model files.
 pub const FORMAT: &str = "avscene-model";
@@ -300,4 +300,3 @@ pub(crate) fn copy_into(
     }
     Ok(())
 }
-

@@ -16,8 +16,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::MqttConfig;
-use super::stats::PublishStats;
 use super::connection::{client_id, explain, options};
+use super::stats::PublishStats;
 use crate::infer::SceneResult;
 
 /// How often the retained state is re-published when the label does not change.

@@ -21,7 +21,12 @@ impl Collector for PublishStats {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let e = &mut encoder;
         let connected = self.connected.load(Ordering::Relaxed);
-        gauge(e, "avscene_mqtt_connected", "1 while connected to the broker.", f64::from(u8::from(connected)))?;
+        gauge(
+            e,
+            "avscene_mqtt_connected",
+            "1 while connected to the broker.",
+            f64::from(u8::from(connected)),
+        )?;
         counter(
             e,
             "avscene_mqtt_published",

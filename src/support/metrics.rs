@@ -127,8 +127,15 @@ mod tests {
     impl Collector for Sample {
         fn encode(&self, mut encoder: DescriptorEncoder) -> Result {
             counter(&mut encoder, "demo_things", "Things.", 3)?;
-            counters(&mut encoder, "demo_per", "Per x.", "x", [("a", 1), ("b\"", 2)])?;
-            self.0.encode(&mut encoder, "demo_latency_seconds", "Latency.")
+            counters(
+                &mut encoder,
+                "demo_per",
+                "Per x.",
+                "x",
+                [("a", 1), ("b\"", 2)],
+            )?;
+            self.0
+                .encode(&mut encoder, "demo_latency_seconds", "Latency.")
         }
     }
 
@@ -153,7 +160,10 @@ mod tests {
             "demo_latency_seconds_count 4",
             "# EOF",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
         }
     }
 }

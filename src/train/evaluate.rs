@@ -1,11 +1,8 @@
 //! `avscene evaluate`: a model on a dataset's evaluation clips (`fold1_evaluate.csv`, or
 //! the location split of a folder-per-label set), DCASE scores per class and overall, the
-//! confusion matrix, a JSON report and PNG plots; and `avscene classify` for one media
-//! file, through the live engine.
+//! confusion matrix, a JSON report and PNG plots.
 
 use std::path::{Path, PathBuf};
-
-use serde_json::json;
 
 use tch::{Device, Kind, Tensor};
 
@@ -15,8 +12,8 @@ use super::features::FeatureCache;
 use super::metrics::{Scores, score};
 use super::plot;
 use super::trainer::{TrainError, read_log};
-use crate::support::progress;
 use crate::model::Model;
+use crate::support::progress;
 
 /// `avscene evaluate` settings (its command-line options).
 #[derive(Debug, Clone, clap::Args)]
@@ -45,16 +42,43 @@ pub struct EvaluateOptions {
     pub device: tch::Device,
 }
 
+/// What `evaluate` did: its report (also written as `evaluation.json`) and the plots.
 pub struct Evaluation {
-    pub scores: Scores,
-    pub one_second: Option<Scores>,
-    pub skipped: Vec<Skip>,
-    pub report: PathBuf,
+    pub report: EvaluationReport,
+    /// Where the report was written.
+    pub path: PathBuf,
     pub plots: Vec<PathBuf>,
 }
 
+/// `evaluation.json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvaluationReport {
+    pub model: String,
+    pub model_id: String,
+    pub dataset: String,
+    pub protocol: &'static str,
+    pub scores: Scores,
+    /// The DCASE 1-s protocol, when asked for.
+    pub scores_1s: Option<Scores>,
+    pub skipped: Vec<Skip>,
+}
+
+impl std::fmt::Display for EvaluationReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "clip protocol (10 s):\n{}", self.scores.table())?;
+        if let Some(scores) = &self.scores_1s {
+            write!(f, "1-s protocol:\n{}", scores.table())?;
+        }
+        for s in &self.skipped {
+            writeln!(f, "skipped {}: {}", s.file, s.reason)?;
+        }
+        Ok(())
+    }
+}
+
 pub fn evaluate(options: &EvaluateOptions) -> Result<Evaluation, TrainError> {
-    let model = Model::load(&options.model, options.device).map_err(|e| e.to_string())?;
+    let model = Model::load(&options.model, options.device)
+        .map_err(|e| TrainError::Model(format!("--model: {e}")))?;
     let dataset = Dataset::open(&options.data, options.seed)?;
     let out = options.out.clone().unwrap_or_else(|| {
         options
@@ -63,12 +87,14 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<Evaluation, TrainError> {
             .map(Path::to_path_buf)
             .unwrap_or_default()
     });
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: cannot create: {e}", out.display()))?;
+    std::fs::create_dir_all(&out)
+        .map_err(|e| format!("{}: cannot create: {e}", out.display()))
+        .map_err(TrainError::Failed)?;
     let cache_dir = options
         .cache
         .clone()
         .unwrap_or_else(|| out.join("feature-cache"));
-    let mut cache = FeatureCache::new(&cache_dir, &model)?;
+    let mut cache = FeatureCache::new(&cache_dir, &model).map_err(TrainError::Failed)?;
     let mut skipped = dataset.skipped.clone();
     let mut clips = Vec::new();
     let bar = progress(dataset.evaluation.len() as u64, "evaluating");
@@ -96,44 +122,44 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<Evaluation, TrainError> {
     }
     bar.finish_and_clear();
     if clips.is_empty() {
-        return Err(TrainError::Other(format!(
+        return Err(TrainError::Failed(format!(
             "{}: no clip to evaluate ({} skipped)",
             dataset.root.display(),
             skipped.len()
         )));
     }
-    let (scores, _) = evaluate_prepared(&model, &clips, &model.spec.classes)?;
+    let (scores, _) =
+        evaluate_prepared(&model, &clips, &model.spec.classes).map_err(TrainError::Failed)?;
     let one_second = if options.one_second {
-        Some(one_second_scores(&model, &clips, &model.spec.classes)?)
+        Some(one_second_scores(&model, &clips, &model.spec.classes).map_err(TrainError::Failed)?)
     } else {
         None
     };
-    let report = out.join("evaluation.json");
-    let body = json!({
-        "model": options.model.display().to_string(),
-        "model_id": model.id,
-        "dataset": dataset.root.display().to_string(),
-        "protocol": "clip (10 s)",
-        "scores": scores,
-        "scores_1s": one_second,
-        "skipped": skipped.iter().map(|s| json!({"file": s.file, "reason": s.reason})).collect::<Vec<_>>(),
-    });
-    std::fs::write(&report, format!("{body:#}\n"))
-        .map_err(|e| format!("{}: {e}", report.display()))?;
+    let path = out.join("evaluation.json");
+    let report = EvaluationReport {
+        model: options.model.display().to_string(),
+        model_id: model.id.clone(),
+        dataset: dataset.root.display().to_string(),
+        protocol: "clip (10 s)",
+        scores,
+        scores_1s: one_second,
+        skipped,
+    };
+    let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+    std::fs::write(&path, format!("{text}\n"))
+        .map_err(|e| TrainError::Failed(format!("{}: {e}", path.display())))?;
     let mut plots = vec![out.join("confusion.png")];
-    plot::confusion(&scores, &plots[0])?;
+    plot::confusion(&report.scores, &plots[0]).map_err(TrainError::Failed)?;
     let log = options.model.with_file_name("train-log.jsonl");
     let history = read_log(&log);
     if !history.is_empty() {
         let curves = out.join("learning-curves.png");
-        plot::learning_curves(&history, &curves)?;
+        plot::learning_curves(&history, &curves).map_err(TrainError::Failed)?;
         plots.push(curves);
     }
     Ok(Evaluation {
-        scores,
-        one_second,
-        skipped,
         report,
+        path,
         plots,
     })
 }
@@ -175,45 +201,4 @@ fn one_second_scores(
         Ok::<(), String>(())
     })?;
     Ok(score(&probabilities, &truth, classes))
-}
-
-/// `avscene classify`: every 10 s window of one media file, and the file as a whole
-/// (the mean of the windows' probabilities).
-pub struct Classification {
-    pub classes: Vec<String>,
-    /// Per window: (start in seconds, probabilities).
-    pub windows: Vec<(f64, Vec<f32>)>,
-    pub mean: Vec<f32>,
-}
-
-pub fn classify_file(
-    model: &Path,
-    file: &Path,
-    device: tch::Device,
-) -> Result<Classification, String> {
-    let model = Model::load(model, device).map_err(|e| e.to_string())?;
-    let windows =
-        super::features::decode_file(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let classes = model.spec.classes.clone();
-    let mut engine = crate::infer::Engine::new(model, &crate::infer::InferenceConfig::default());
-    let mut out = Vec::new();
-    for chunk in windows.chunks(8) {
-        for (w, r) in chunk.iter().zip(engine.classify(chunk)) {
-            out.push((
-                w.start_sample as f64 / crate::features::SAMPLE_RATE as f64,
-                r.probabilities,
-            ));
-        }
-    }
-    let mut mean = vec![0.0f32; classes.len()];
-    for (_, p) in &out {
-        for (m, v) in mean.iter_mut().zip(p) {
-            *m += v / out.len() as f32;
-        }
-    }
-    Ok(Classification {
-        classes,
-        windows: out,
-        mean,
-    })
 }

@@ -9,18 +9,17 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use tch::{Kind, Tensor};
 
 use super::dataset::Clip;
-use crate::capture::{CaptureConfig, PipelineFile, StreamSpec, StreamState, spawn, window_queue};
+use crate::capture::decode::{FILE_PIPELINE, decode, file_uri};
 use crate::features::{AUDIO_FRAME_SAMPLES, WINDOW_SECONDS, audio, image};
 use crate::model::Model;
 use crate::support::fnv1a;
-use crate::window::{Window, WindowConfig};
+use crate::window::Window;
 
 /// The built-in pipeline of a dataset clip: the picture from the video file, the sound
 /// from the audio file (TAU ships both; the video's own sound track is ignored).
@@ -40,26 +39,6 @@ pub struct ClipFeatures {
     pub audio: Tensor,
     pub frames: Tensor,
 }
-
-/// A file's `file://` URI, for GStreamer; the error names the file.
-pub(crate) fn file_uri(path: &Path) -> Result<String, String> {
-    let absolute = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    gstreamer::glib::filename_to_uri(&absolute, None)
-        .map(|u| u.to_string())
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// A media file with sound and picture in one container (mp4, mkv, webm, …).
-const FILE_PIPELINE: &str = r#"
-description = "media file"
-live = false
-loop = false
-realtime = false
-[source]
-shared = "uridecodebin uri=${uri} name=src"
-video = "src."
-audio = "src."
-"#;
 
 /// Decode a recording through the capture path: a TAU clip into its first full window, a
 /// file to cut into consecutive non-overlapping windows.
@@ -84,75 +63,6 @@ pub fn decode_recording(clip: &Clip) -> Result<Vec<Window>, String> {
         decode(CLIP_PIPELINE, &params, limit, hop_s)
     }?;
     tracing::debug!("{}: {} window(s)", clip.name(), windows.len());
-    Ok(windows)
-}
-
-/// Decode a media file into all its 10 s windows (a second apart).
-pub fn decode_file(file: &Path) -> Result<Vec<Window>, String> {
-    decode(FILE_PIPELINE, &[("uri", file_uri(file)?)], None, 1.0)
-}
-
-/// Run a built-in pipeline file through the capture path until `limit` windows or the
-/// end; at least one window, or the reason there is none.
-fn decode(
-    pipeline: &str,
-    params: &[(&str, String)],
-    limit: Option<usize>,
-    hop_s: f64,
-) -> Result<Vec<Window>, String> {
-    let file: PipelineFile = toml::from_str(pipeline).map_err(|e| e.to_string())?;
-    let params = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    let launch = file.launch_description(&params).map_err(|e| e.join("; "))?;
-    let spec = StreamSpec {
-        name: "file".into(),
-        pipeline_file: PathBuf::from("(built in)"),
-        description: file.description.clone(),
-        live: false,
-        looping: false,
-        launch,
-    };
-    let (tx, rx) = window_queue(1024);
-    let windows = WindowConfig {
-        hop_s,
-        ..WindowConfig::default()
-    };
-    let handle = spawn(spec, CaptureConfig::default(), windows, tx);
-    // A long file may decode for many minutes: give up only when no window comes for long.
-    const STALL: Duration = Duration::from_secs(300);
-    let mut until = Instant::now() + STALL;
-    let mut windows = Vec::new();
-    let outcome = loop {
-        while let Ok(window) = rx.try_recv() {
-            windows.push(window);
-            until = Instant::now() + STALL;
-        }
-        if limit.is_some_and(|l| windows.len() >= l) {
-            break Ok(());
-        }
-        match handle.stats.state() {
-            StreamState::Backoff { reason } => break Err(format!("cannot decode: {reason}")),
-            StreamState::Ended if rx.is_empty() => break Ok(()),
-            _ if Instant::now() > until => {
-                break Err(format!(
-                    "decoding stalled: no 10 s window in {} s",
-                    STALL.as_secs()
-                ));
-            }
-            _ => std::thread::sleep(Duration::from_millis(10)),
-        }
-    };
-    let last_error = handle.stats.last_error();
-    handle.stop();
-    outcome?;
-    if windows.is_empty() {
-        return Err(match last_error {
-            Some(e) => format!("cannot decode: {e}"),
-            None => "shorter than 10 s: no full window".to_string(),
-        });
-    }
     Ok(windows)
 }
 

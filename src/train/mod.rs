@@ -16,7 +16,7 @@ mod trainer;
 
 pub use batches::Flip;
 pub use dataset::{Clip, Dataset, DatasetError, Skip};
-pub use evaluate::{Classification, EvaluateOptions, Evaluation, classify_file, evaluate};
+pub use evaluate::{EvaluateOptions, Evaluation, EvaluationReport, evaluate};
 pub use record::{RecordError, RecordOptions, RecordSummary, record};
 pub use synth::{SYNTH_CLASSES, SynthOptions, synth_dataset, synth_label};
 pub use trainer::{EpochLog, TrainError, TrainOptions, TrainSummary, read_log, train};

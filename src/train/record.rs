@@ -7,14 +7,14 @@
 //! next begins; Ctrl-C keeps every clip written.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::AtomicBool;
 
 use super::dataset::RECORDINGS;
 use crate::capture::{
-    CaptureConfig, StreamSpec, StreamState, spawn, window_queue, write_video, write_wav,
+    CaptureConfig, Drained, StreamSpec, Until, spawn, window_queue, write_video, write_wav,
 };
 use crate::features::{IMAGES, SAMPLE_RATE, WINDOW_SECONDS};
 use crate::window::{Window, WindowConfig};
@@ -60,7 +60,7 @@ pub enum RecordError {
         "--label '{0}': use letters, digits, '_', '-' or '.' (it names a folder and the published label)"
     )]
     Label(String),
-    #[error("--minutes {0}: must be more than 0")]
+    #[error("--minutes {0}: must be more than 0 and at most 10080 (a week)")]
     Minutes(f64),
     #[error("{}: {reason}", .file.display())]
     Write { file: PathBuf, reason: String },
@@ -86,7 +86,8 @@ impl RecordOptions {
         if !valid {
             return Err(RecordError::Label(label.clone()));
         }
-        if self.minutes.is_nan() || self.minutes <= 0.0 {
+        // Finite and bounded (a week): the clip count is computed from it.
+        if !(self.minutes.is_finite() && self.minutes > 0.0 && self.minutes <= 10_080.0) {
             return Err(RecordError::Minutes(self.minutes));
         }
         Ok(())
@@ -117,60 +118,61 @@ pub fn record(
     let (tx, rx) = window_queue(4);
     let handle = spawn(spec, capture, windows, tx);
     let mut summary = RecordSummary::default();
-    let outcome = loop {
-        if summary.written.len() >= target {
-            break Ok(());
-        }
-        if stop.load(Ordering::SeqCst) {
-            summary.interrupted = true;
-            break Ok(());
-        }
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(window) => {
-                if window.filled_frames > MAX_FILLED_FRAMES
-                    || window.filled_samples > MAX_FILLED_SAMPLES
-                {
-                    summary.gappy += 1;
-                    progress(&format!(
-                        "left out a window: the source stalled ({} of {IMAGES} frames and {:.1} s of sound missing)",
-                        window.filled_frames,
-                        window.filled_samples as f64 / SAMPLE_RATE as f64
-                    ));
-                    continue;
-                }
-                match write_clip(&options.out, &options.label, &window) {
-                    Ok(audio) => {
-                        summary.written.push(audio.clone());
-                        progress(&format!(
-                            "clip {}/{target}: {}",
-                            summary.written.len(),
-                            audio.display()
-                        ));
-                    }
-                    Err(e) => break Err(e),
-                }
-            }
-            Err(_) => match handle.stats.state() {
-                StreamState::Backoff { reason } if summary.written.is_empty() => {
-                    break Err(RecordError::Source {
-                        stream: stream.clone(),
-                        reason,
-                    });
-                }
-                StreamState::Backoff { reason } => {
-                    summary.ended = Some(format!("stream '{stream}' failed: {reason}"));
-                    break Ok(());
-                }
-                StreamState::Ended if rx.is_empty() => {
-                    summary.ended = Some(format!("stream '{stream}' ended"));
-                    break Ok(());
-                }
-                _ => {}
-            },
-        }
+    let mut failure = None;
+    let until = Until {
+        stop: Some(&stop),
+        // Before the first clip a failing source is an error; after it, what was recorded
+        // is kept and the reason reported.
+        failure: true,
+        ..Until::default()
     };
+    let drained = handle.drain(&rx, until, |window| {
+        if window.filled_frames > MAX_FILLED_FRAMES || window.filled_samples > MAX_FILLED_SAMPLES
+        {
+            summary.gappy += 1;
+            progress(&format!(
+                "left out a window: the source stalled ({} of {IMAGES} frames and {:.1} s of sound missing)",
+                window.filled_frames,
+                window.filled_samples as f64 / SAMPLE_RATE as f64
+            ));
+            return ControlFlow::Continue(());
+        }
+        match write_clip(&options.out, &options.label, &window) {
+            Ok(audio) => {
+                summary.written.push(audio.clone());
+                progress(&format!(
+                    "clip {}/{target}: {}",
+                    summary.written.len(),
+                    audio.display()
+                ));
+                if summary.written.len() >= target {
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            }
+            Err(e) => {
+                failure = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    });
     handle.stop();
-    outcome.map(|()| summary)
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    match drained {
+        Drained::Stopped => summary.interrupted = summary.written.len() < target,
+        Drained::Failed(reason) if summary.written.is_empty() => {
+            return Err(RecordError::Source { stream, reason });
+        }
+        Drained::Failed(reason) => {
+            summary.ended = Some(format!("stream '{stream}' failed: {reason}"));
+        }
+        Drained::Ended | Drained::Idle(_) => {
+            summary.ended = Some(format!("stream '{stream}' ended"));
+        }
+    }
+    Ok(summary)
 }
 
 /// Write one window as `<label>/<stream>-<start>.wav` + `.mkv` and its metadata line;

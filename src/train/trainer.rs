@@ -158,14 +158,9 @@ pub enum TrainError {
     /// An option out of range.
     #[error("{0}")]
     Options(String),
+    /// Training failed while running: decoding, the feature cache, writing checkpoints.
     #[error("{0}")]
-    Other(String),
-}
-
-impl From<String> for TrainError {
-    fn from(s: String) -> Self {
-        TrainError::Other(s)
-    }
+    Failed(String),
 }
 
 /// What a run did.
@@ -184,7 +179,8 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
     let dataset = Dataset::open(&options.data, options.seed)?;
     dataset.check_trainable()?;
     std::fs::create_dir_all(&options.out)
-        .map_err(|e| format!("{}: cannot create: {e}", options.out.display()))?;
+        .map_err(|e| format!("{}: cannot create: {e}", options.out.display()))
+        .map_err(TrainError::Failed)?;
     tch::manual_seed(options.seed as i64);
     let (mut model, init) = starting_model(options, &dataset)?;
     tracing::info!(
@@ -249,11 +245,12 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
                 "interrupted in epoch {epoch}: saving {} and stopping",
                 paths.last.display()
             );
-            save(&mut model, &run, &history, &paths.last)?;
-            adam.save(&paths.optimizer)?;
+            save(&mut model, &run, &history, &paths.last).map_err(TrainError::Failed)?;
+            adam.save(&paths.optimizer).map_err(TrainError::Failed)?;
             break;
         };
-        let (val, _) = evaluate_prepared(&model, &sets.validation, &dataset.classes)?;
+        let (val, _) = evaluate_prepared(&model, &sets.validation, &dataset.classes)
+            .map_err(TrainError::Failed)?;
         let entry = EpochLog {
             epoch,
             val_loss: val.log_loss,
@@ -271,11 +268,11 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
             entry.seconds
         );
         history.push(entry.clone());
-        append_log(&paths.log, &entry)?;
-        save(&mut model, &run, &history, &paths.last)?;
-        adam.save(&paths.optimizer)?;
+        append_log(&paths.log, &entry).map_err(TrainError::Failed)?;
+        save(&mut model, &run, &history, &paths.last).map_err(TrainError::Failed)?;
+        adam.save(&paths.optimizer).map_err(TrainError::Failed)?;
         if best.as_ref().is_none_or(|b| entry.val_loss < b.val_loss) {
-            save(&mut model, &run, &history, &paths.best)?;
+            save(&mut model, &run, &history, &paths.best).map_err(TrainError::Failed)?;
             best = Some(entry);
         }
     }
@@ -389,7 +386,7 @@ fn prepare_sets(
         .cache
         .clone()
         .unwrap_or_else(|| options.out.join("feature-cache"));
-    let mut cache = FeatureCache::new(&cache_dir, model)?;
+    let mut cache = FeatureCache::new(&cache_dir, model).map_err(TrainError::Failed)?;
     let mut skipped = Vec::new();
     let mut prepare = |clips: &[Clip], what: &str| -> Vec<Prepared> {
         let bar = progress(clips.len() as u64, &format!("features ({what})"));
@@ -443,7 +440,7 @@ fn prepare_sets(
         tracing::warn!("{note}");
     }
     if train.is_empty() || validation.is_empty() {
-        return Err(TrainError::Other(format!(
+        return Err(TrainError::Failed(format!(
             "{}: no clip could be decoded in the {} split ({} skipped; first: {})",
             dataset.root.display(),
             if train.is_empty() {
@@ -521,7 +518,7 @@ fn train_epoch(
             return Ok(None);
         }
         let members: Vec<&Prepared> = chunk.iter().map(|&i| &clips[i as usize]).collect();
-        let batch = Batch::read(model, &members)?;
+        let batch = Batch::read(model, &members).map_err(TrainError::Failed)?;
         let (logits, loss) = training_loss(model, &batch, augment);
         adam.zero_grad();
         loss.backward();

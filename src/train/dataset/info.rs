@@ -49,7 +49,7 @@ struct Media {
 }
 
 fn discover(discoverer: &Discoverer, path: &Path) -> Result<Media, String> {
-    let uri = crate::train::features::file_uri(path)?;
+    let uri = crate::capture::decode::file_uri(path)?;
     let info = discoverer
         .discover_uri(&uri)
         .map_err(|e| format!("cannot read: {e}"))?;

@@ -1,0 +1,155 @@
+//! `avscene bench`: the inference engine on synthetic windows.
+
+use super::context::{CommandError, ModelChoice, Result, print};
+use crate::infer::InferenceConfig;
+use crate::infer::bench::{BenchPlan, BenchRecord, OverloadRecord, overload, run as measure};
+
+/// Measure inference on synthetic windows (no capture, no broker): windows/s, latency
+/// p50/p99 and real-time factor for the naive path (every window from scratch) and the
+/// cached path, per batch size and thread count; then an overload run (memory and drops
+/// when fed faster than it computes).
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelChoice,
+    /// A short run: batch 1 naive, batches 1 and 4 cached, all cores, few iterations.
+    #[arg(long)]
+    pub quick: bool,
+    /// One JSON object per measured configuration, one per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Batch sizes, comma-separated [default: naive 1,4; cached 1,4,16].
+    #[arg(long, value_delimiter = ',')]
+    pub batches: Option<Vec<usize>>,
+    /// libtorch thread counts, comma-separated [default: 1 and all cores].
+    #[arg(long, value_delimiter = ',')]
+    pub threads: Option<Vec<usize>>,
+    /// OpenL3 every N × 0.1 s (1, 2, 5, 10), as inference.audio_stride.
+    #[arg(long, default_value_t = 1)]
+    pub audio_stride: u64,
+    /// STFT by FFT, as inference.fast_stft.
+    #[arg(long)]
+    pub fast_stft: bool,
+    /// Skip the overload run (--json always skips it).
+    #[arg(long)]
+    pub no_overload: bool,
+}
+
+pub fn run(args: BenchArgs) -> Result {
+    if ![1, 2, 5, 10].contains(&args.audio_stride) {
+        return Err(CommandError::Input(format!(
+            "--audio-stride must be 1, 2, 5 or 10, not {}",
+            args.audio_stride
+        )));
+    }
+    if args.batches.as_ref().is_some_and(|b| b.contains(&0))
+        || args.threads.as_ref().is_some_and(|t| t.contains(&0))
+    {
+        return Err(CommandError::Input(
+            "--batches and --threads take positive numbers".into(),
+        ));
+    }
+    let model = args.model.open()?;
+    let config = InferenceConfig {
+        audio_stride: args.audio_stride,
+        fast_stft: args.fast_stft,
+        ..Default::default()
+    };
+    let plan = BenchPlan::new(args.quick, args.batches.clone(), args.threads.clone());
+    if !args.json {
+        print(header(&model, &args));
+    }
+    let json = args.json;
+    let (records, model) = measure(model, &config, &plan, |r| {
+        if json {
+            print(format!(
+                "{}\n",
+                serde_json::to_string(r).unwrap_or_default()
+            ));
+        } else {
+            print(row(r));
+        }
+    });
+    if json {
+        return Ok(());
+    }
+    let best = |path: &str| {
+        records
+            .iter()
+            .filter(|r| r.path == path && r.batch == 1)
+            .map(|r| r.windows_per_s)
+            .fold(0.0, f64::max)
+    };
+    let (naive, cached) = (best("naive"), best("cached"));
+    if naive > 0.0 && cached > 0.0 {
+        print(format!(
+            "cached / naive at batch 1, 1 s hop: {:.1}×\n",
+            cached / naive
+        ));
+    }
+    if !args.no_overload && plan.overload_s > 0.0 {
+        let threads = plan.threads.iter().copied().max().unwrap_or(1);
+        let o = overload(model, &config, threads, cached.max(0.1), plan.overload_s);
+        print(overload_line(&o));
+    }
+    Ok(())
+}
+
+fn header(model: &crate::model::Model, args: &BenchArgs) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let stft = if args.fast_stft {
+        "FFT"
+    } else {
+        "kernel convolution"
+    };
+    format!(
+        "avscene bench: model {} ({}), device {:?}, {cores} CPU core(s) {cpu}, audio stride {} × 0.1 s, STFT by {stft}\n\
+         {:<7} {:>5} {:>7} {:>12} {:>10} {:>10} {:>8}\n",
+        model.id,
+        model.spec.profile,
+        model.vs.device(),
+        args.audio_stride,
+        "path",
+        "batch",
+        "threads",
+        "windows/s",
+        "p50 ms",
+        "p99 ms",
+        "RTF"
+    )
+}
+
+fn row(r: &BenchRecord) -> String {
+    format!(
+        "{:<7} {:>5} {:>7} {:>12.4} {:>10.1} {:>10.1} {:>8.3}\n",
+        r.path, r.batch, r.threads, r.windows_per_s, r.p50_ms, r.p99_ms, r.rtf
+    )
+}
+
+fn overload_line(o: &OverloadRecord) -> String {
+    format!(
+        "overload: {:.1} windows/s offered for {:.0} s (4× capacity): {} classified, {} dropped at the queue, \
+         {} dropped as stale; resident memory {:.0} MB at the start, then {} MB after each quarter; \
+         {} OpenL3 frames cached at the end\n",
+        o.offered_per_s,
+        o.seconds,
+        o.classified,
+        o.dropped_queue,
+        o.dropped_stale,
+        o.rss_start_mb,
+        o.rss_quarters_mb
+            .iter()
+            .map(|m| format!("{m:.0}"))
+            .collect::<Vec<_>>()
+            .join(" → "),
+        o.cached_audio_frames
+    )
+}

@@ -1,0 +1,79 @@
+//! The command line as a whole: exit codes follow the kind of error, the same for every
+//! subcommand (0 done, 1 failed while running, 2 bad input), and a closed standard output
+//! ends a command quietly instead of a panic.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{avscene, tempdir, text};
+
+/// Run with standard output closed before anything is written.
+fn with_closed_stdout(args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avscene"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let dir = tempdir();
+    let out = dir.path().join("set");
+    let out = out.to_str().unwrap();
+    for args in [
+        vec!["model", "info", "--profile", "small", "--device", "cpu"],
+        vec![
+            "synth-dataset",
+            "--out",
+            out,
+            "--classes",
+            "1",
+            "--clips-per-class",
+            "2",
+            "--locations",
+            "2",
+            "--seconds",
+            "1",
+        ],
+    ] {
+        let run = with_closed_stdout(&args);
+        let said = text(&run);
+        assert_eq!(run.status.code(), Some(0), "{args:?}: {said}");
+        assert!(!said.contains("panicked"), "{args:?}: {said}");
+    }
+}
+
+#[test]
+fn exit_codes_follow_the_kind_of_error() {
+    let dir = tempdir();
+    let missing = dir.path().join("missing.safetensors");
+    let missing = missing.to_str().unwrap();
+    let cases: [(&[&str], i32); 6] = [
+        // Bad input: 2, whichever command it is.
+        (&["model", "info", "--model", missing], 2),
+        (&["classify", "--model", missing, "/nonexistent.mp4"], 2),
+        (
+            &["evaluate", "--model", missing, "--data", "/nonexistent"],
+            2,
+        ),
+        (&["train", "--data", "/nonexistent", "--out", missing], 2),
+        (&["capture", "--config", "/nonexistent.toml"], 2),
+        (&["no-such-command"], 2),
+    ];
+    for (args, code) in cases {
+        let run = avscene(args);
+        assert_eq!(run.status.code(), Some(code), "{args:?}: {}", text(&run));
+        if code != 0 {
+            assert!(
+                text(&run).contains("avscene") || text(&run).contains("error"),
+                "{args:?}"
+            );
+        }
+    }
+}
