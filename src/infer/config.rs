@@ -45,6 +45,24 @@ impl Default for InferenceConfig {
 }
 
 impl InferenceConfig {
+    /// The inference worker: its own thread owning `model` with `threads` intra-op
+    /// threads, taking `windows`, sending results to `results`.
+    pub fn build(
+        &self,
+        model: crate::model::Model,
+        threads: usize,
+        windows: crossbeam_channel::Receiver<crate::window::Window>,
+        results: crossbeam_channel::Sender<super::SceneResult>,
+    ) -> std::io::Result<super::Worker> {
+        super::spawn_worker(
+            super::Engine::new(model, self),
+            self,
+            threads,
+            windows,
+            results,
+        )
+    }
+
     pub fn validate(&self, problems: &mut Problems) {
         if !(1..=256).contains(&self.max_batch) {
             problems.push(

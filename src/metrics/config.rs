@@ -29,6 +29,20 @@ impl Default for MetricsConfig {
 }
 
 impl MetricsConfig {
+    /// The `/metrics` and `/health` endpoint, when enabled; an address in use is an error
+    /// naming `metrics.listen`.
+    pub fn build(
+        &self,
+        telemetry: std::sync::Arc<super::Telemetry>,
+    ) -> Result<Option<super::MetricsServer>, String> {
+        match self.listen_addr() {
+            Some(address) if self.enabled => {
+                super::MetricsServer::start(address, telemetry).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The parsed listen address, once validated.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.listen.parse().ok()

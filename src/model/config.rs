@@ -71,6 +71,27 @@ impl ModelConfig {
     }
 }
 
+impl ModelConfig {
+    /// The model the configuration names, on its device — or, without `path`, a fresh
+    /// one of `profile` (its labels are meaningless: a warning says so).
+    pub fn build(&self) -> Result<super::Model, String> {
+        let device = self.device.resolve()?;
+        match &self.path {
+            Some(path) => super::Model::load(path, device).map_err(|e| e.to_string()),
+            None => {
+                let spec = super::ModelSpec::profile(&self.profile)
+                    .ok_or_else(|| format!("unknown profile '{}'", self.profile))?;
+                tracing::warn!(
+                    "no model.path: running a freshly initialised '{}' model — its labels are meaningless \
+                     until you give it a trained model (see the README)",
+                    self.profile
+                );
+                Ok(super::Model::fresh(spec, device))
+            }
+        }
+    }
+}
+
 /// Where the model runs, as written in the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

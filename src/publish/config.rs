@@ -125,6 +125,17 @@ pub(crate) fn topic_problem(topic: &str) -> Option<&'static str> {
 }
 
 impl MqttConfig {
+    /// The publisher: connects, announces `online`, describes `streams` to Home
+    /// Assistant, then publishes what it is given.
+    pub fn build(
+        &self,
+        streams: &[String],
+        classes: &[String],
+        model_id: &str,
+    ) -> Result<super::Publisher, super::connection::MqttError> {
+        super::Publisher::start(self, streams, classes, model_id)
+    }
+
     pub fn validate(&self, problems: &mut Problems) {
         if self.host.trim().is_empty() {
             problems.push("mqtt.host", "must not be empty");

@@ -6,19 +6,24 @@
 //! restart; the model stays loaded; an invalid new configuration is logged and the
 //! running one kept. Under systemd it reports READY, STATUS, WATCHDOG (only while the
 //! main loop and the inference worker make progress) and STOPPING.
+//!
+//! Each stage's config builds its part; this file only wires the parts together.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crate::metrics::{HealthPolicy, MetricsServer, ModelInfo, Telemetry};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
 use super::notify::Notifier;
-use crate::capture::{StreamHandle, StreamSpec, StreamStats, WindowSender, spawn, window_queue};
+use super::status::StatusLine;
+use super::streams::Streams;
+use crate::capture::window_queue;
 use crate::config::Settings;
-use crate::infer::{Engine, SceneResult, Worker, WorkerStats, spawn_worker};
-use crate::model::{Model, ModelSpec};
+use crate::infer::{SceneResult, Worker};
+use crate::metrics::{HealthPolicy, MetricsServer, ModelInfo, Telemetry};
 use crate::publish::Publisher;
 
 /// A stop takes at most this long; past it the daemon exits with what is in flight.
@@ -26,8 +31,6 @@ pub const STOP_LIMIT: Duration = Duration::from_millis(4500);
 /// The inference worker counts as hung when its heartbeat is older than this (or than
 /// three times its slowest batch, whichever is longer).
 pub const WORKER_HANG: Duration = Duration::from_secs(60);
-/// How often `STATUS=` is refreshed.
-const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,265 +45,216 @@ pub enum DaemonError {
     Start(String),
 }
 
-/// The running streams, by name, with the spec each was started from.
-struct Streams {
-    running: HashMap<String, (StreamSpec, StreamHandle)>,
-    settings: Settings,
-    windows: WindowSender,
-}
-
-impl Streams {
-    fn start(&mut self, spec: StreamSpec) {
-        tracing::info!(
-            "stream '{}': starting ({})",
-            spec.name,
-            spec.pipeline_file.display()
-        );
-        let handle = spawn(
-            spec.clone(),
-            self.settings.config.capture.clone(),
-            self.settings.config.window.clone(),
-            self.windows.clone(),
-        );
-        self.running.insert(spec.name.clone(), (spec, handle));
-    }
-
-    fn stats(&self) -> Vec<Arc<StreamStats>> {
-        self.running
-            .values()
-            .map(|(_, h)| h.stats.clone())
-            .collect()
-    }
-
-    /// Apply a new configuration's streams; returns the names of (added, removed) ones.
-    fn reload(&mut self, settings: Settings) -> (Vec<String>, Vec<String>) {
-        self.settings = settings;
-        let wanted: HashMap<String, StreamSpec> = self
-            .settings
-            .streams
-            .iter()
-            .map(|s| (s.name.clone(), s.clone()))
-            .collect();
-        let before: Vec<String> = self.running.keys().cloned().collect();
-        let mut removed = Vec::new();
-        for name in &before {
-            let restart = match wanted.get(name) {
-                Some(spec) if spec.launch == self.running[name].0.launch => continue,
-                Some(_) => "changed, restarting",
-                None => "removed",
-            };
-            tracing::info!("stream '{name}': {restart}");
-            if let Some((_, handle)) = self.running.remove(name) {
-                handle.stop();
-            }
-            if !wanted.contains_key(name) {
-                removed.push(name.clone());
-            }
-        }
-        let mut added = Vec::new();
-        for (name, spec) in wanted {
-            if !self.running.contains_key(&name) {
-                if !before.contains(&name) {
-                    added.push(name);
-                }
-                self.start(spec);
-            }
-        }
-        (added, removed)
-    }
-
-    /// Stop every stream, all at once (a source can take a moment to shut).
-    fn stop_all(&mut self) {
-        std::thread::scope(|scope| {
-            for (_, (_, handle)) in self.running.drain() {
-                scope.spawn(move || handle.stop());
-            }
-        });
-    }
-}
-
-/// Load the model the configuration names (or a fresh one of its profile).
-fn load_model(settings: &Settings) -> Result<Model, DaemonError> {
-    let model = &settings.config.model;
-    let device = model.device.resolve().map_err(DaemonError::Model)?;
-    match &model.path {
-        Some(path) => Model::load(path, device).map_err(|e| DaemonError::Model(e.to_string())),
-        None => {
-            let spec = ModelSpec::profile(&model.profile).ok_or_else(|| {
-                DaemonError::Model(format!("unknown profile '{}'", model.profile))
-            })?;
-            tracing::warn!(
-                "no model.path: running a freshly initialised '{}' model — its labels are meaningless \
-                 until you give it a trained model (see the README)",
-                model.profile
-            );
-            Ok(Model::fresh(spec, device))
-        }
-    }
-}
-
 /// Run until SIGINT or SIGTERM; `print_labels` logs every label (else only changes).
 pub fn run(config: Option<&Path>, print_labels: bool) -> Result<(), DaemonError> {
-    let notifier = Notifier::from_env();
-    let config_path: Option<PathBuf> = config.map(Path::to_path_buf);
-    let settings = Settings::load(config)?;
-    let model = load_model(&settings)?;
-    let device = match model.vs.device() {
-        tch::Device::Cuda(n) => format!("cuda:{n}"),
-        other => format!("{other:?}").to_lowercase(),
-    };
-    tracing::info!("model {} on {device}", model.id);
-    let (model_id, profile) = (model.id.clone(), model.spec.profile.clone());
-    let classes = model.spec.classes.clone();
-    let stream_names: Vec<String> = settings.streams.iter().map(|s| s.name.clone()).collect();
-    let publisher = Arc::new(Publisher::start(
-        &settings.config.mqtt,
-        &stream_names,
-        &classes,
-        &model_id,
-    )?);
-
-    let inference = &settings.config.inference;
-    let (windows, window_rx) = window_queue(inference.queue_capacity);
-    let (results_tx, results_rx) = crossbeam_channel::bounded(1024);
-    let engine = Engine::new(model, inference);
-    let worker = spawn_worker(
-        engine,
-        inference,
-        settings.config.model.threads,
-        window_rx,
-        results_tx,
-    )
-    .map_err(|e| DaemonError::Start(format!("cannot start the inference thread: {e}")))?;
-
-    let telemetry = Arc::new(Telemetry::new(
-        ModelInfo {
-            id: model_id,
-            profile,
-            device,
-        },
-        worker.stats.clone(),
-        publisher.stats.clone(),
-        windows.clone(),
-        HealthPolicy {
-            stale_after: Duration::from_secs_f64(settings.config.metrics.health_stale_s),
-        },
-    ));
-    let metrics = match settings.config.metrics.listen_addr() {
-        Some(address) if settings.config.metrics.enabled => {
-            Some(MetricsServer::start(address, telemetry.clone()).map_err(DaemonError::Start)?)
-        }
-        _ => None,
-    };
-    let forward = {
-        let (publisher, telemetry) = (publisher.clone(), telemetry.clone());
-        std::thread::Builder::new()
-            .name("results".into())
-            .spawn(move || forward_results(&results_rx, &publisher, &telemetry, print_labels))
-            .map_err(|e| DaemonError::Start(e.to_string()))?
-    };
-
-    let mut streams = Streams {
-        running: HashMap::new(),
-        settings: settings.clone(),
-        windows,
-    };
-    for spec in settings.streams.clone() {
-        streams.start(spec);
-    }
-    telemetry.set_streams(streams.stats());
-    tracing::info!("avscene running: {} stream(s)", streams.running.len());
-    let mut status = StatusLine::new(worker.stats.clone());
-    notifier.ready(&status.line(&telemetry));
-
+    let mut daemon = Daemon::start(config, print_labels)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| DaemonError::Start(format!("cannot start the async runtime: {e}")))?;
-    let signals = runtime.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (term, int, hup) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        );
-        match (term, int, hup) {
-            (Ok(term), Ok(int), Ok(hup)) => Ok((term, int, hup)),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
-        }
-    });
-    let (mut term, mut int, mut hup) =
-        signals.map_err(|e| DaemonError::Start(format!("cannot install signal handlers: {e}")))?;
+    let mut signals = runtime
+        .block_on(async { Signals::install() })
+        .map_err(|e| DaemonError::Start(format!("cannot install signal handlers: {e}")))?;
+    runtime.block_on(daemon.serve(&mut signals));
+    tracing::info!("stopping");
+    daemon.notifier.stopping();
+    if !runtime.block_on(daemon.stop(&mut signals)) {
+        quit_now();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
 
-    // The main loop: signals, and a tick that keeps systemd's watchdog fed only while
-    // this loop and the inference worker make progress.
-    let tick = notifier.watchdog().map_or(Duration::from_secs(1), |w| {
-        (w / 2).min(Duration::from_secs(1))
-    });
-    let mut hung_reported = false;
-    runtime.block_on(async {
+/// SIGTERM, SIGINT and SIGHUP as async streams.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// The running parts, wired together.
+struct Daemon {
+    config_path: Option<PathBuf>,
+    notifier: Notifier,
+    streams: Streams,
+    worker: Worker,
+    publisher: Arc<Publisher>,
+    telemetry: Arc<Telemetry>,
+    metrics: Option<MetricsServer>,
+    /// Carries results from the worker to the publisher; ends with the worker's channel.
+    forward: JoinHandle<()>,
+    status: StatusLine,
+    hung_reported: bool,
+}
+
+impl Daemon {
+    /// Build every part from the configuration and start the streams; READY once done.
+    fn start(config: Option<&Path>, print_labels: bool) -> Result<Daemon, DaemonError> {
+        let notifier = Notifier::from_env();
+        let settings = Settings::load(config)?;
+        let c = &settings.config;
+        let model = c.model.build().map_err(DaemonError::Model)?;
+        let info = ModelInfo {
+            id: model.id.clone(),
+            profile: model.spec.profile.clone(),
+            device: match model.vs.device() {
+                tch::Device::Cuda(n) => format!("cuda:{n}"),
+                other => format!("{other:?}").to_lowercase(),
+            },
+        };
+        tracing::info!("model {} on {}", info.id, info.device);
+        let names: Vec<String> = settings.streams.iter().map(|s| s.name.clone()).collect();
+        let publisher = Arc::new(c.mqtt.build(&names, &model.spec.classes, &info.id)?);
+        let (windows, window_rx) = window_queue(c.inference.queue_capacity);
+        let (results_tx, results_rx) = crossbeam_channel::bounded(1024);
+        let worker = c
+            .inference
+            .build(model, c.model.threads, window_rx, results_tx)
+            .map_err(|e| DaemonError::Start(format!("cannot start the inference thread: {e}")))?;
+        let telemetry = Arc::new(Telemetry::new(
+            info,
+            worker.stats.clone(),
+            publisher.stats.clone(),
+            windows.clone(),
+            HealthPolicy {
+                stale_after: Duration::from_secs_f64(c.metrics.health_stale_s),
+            },
+        ));
+        let metrics = c
+            .metrics
+            .build(telemetry.clone())
+            .map_err(DaemonError::Start)?;
+        let forward = {
+            let (publisher, telemetry) = (publisher.clone(), telemetry.clone());
+            std::thread::Builder::new()
+                .name("results".into())
+                .spawn(move || forward_results(&results_rx, &publisher, &telemetry, print_labels))
+                .map_err(|e| DaemonError::Start(e.to_string()))?
+        };
+        let mut streams = Streams {
+            running: HashMap::new(),
+            settings: settings.clone(),
+            windows,
+        };
+        for spec in settings.streams {
+            streams.start(spec);
+        }
+        telemetry.set_streams(streams.stats());
+        tracing::info!("avscene running: {} stream(s)", streams.running.len());
+        let mut status = StatusLine::new(worker.stats.clone());
+        notifier.ready(&status.line(&telemetry));
+        Ok(Daemon {
+            config_path: config.map(Path::to_path_buf),
+            notifier,
+            streams,
+            worker,
+            publisher,
+            telemetry,
+            metrics,
+            forward,
+            status,
+            hung_reported: false,
+        })
+    }
+
+    /// The main loop: signals, and a tick that keeps systemd's watchdog fed only while
+    /// this loop and the inference worker make progress. Returns on SIGTERM or SIGINT.
+    async fn serve(&mut self, signals: &mut Signals) {
+        let tick = self
+            .notifier
+            .watchdog()
+            .map_or(Duration::from_secs(1), |w| {
+                (w / 2).min(Duration::from_secs(1))
+            });
         let mut ticks = tokio::time::interval(tick);
         loop {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                _ = hup.recv() => {
-                    notifier.reloading();
-                    match Settings::load(config_path.as_deref()) {
-                        Ok(new) => {
-                            tracing::info!("SIGHUP: configuration re-read from {}", new.file.display());
-                            let (added, removed) = streams.reload(new);
-                            for name in &added {
-                                publisher.add_stream(name);
-                            }
-                            for name in &removed {
-                                publisher.remove_stream(name);
-                            }
-                            telemetry.set_streams(streams.stats());
-                        }
-                        Err(error) => tracing::error!("SIGHUP: invalid configuration, keeping the running one: {error}"),
-                    }
-                    notifier.ready(&status.line(&telemetry));
-                }
-                _ = ticks.tick() => {
-                    let alive = worker.stats.is_alive(WORKER_HANG);
-                    if alive {
-                        notifier.watchdog_ping();
-                        hung_reported = false;
-                    } else if !hung_reported {
-                        hung_reported = true;
-                        tracing::error!(
-                            "inference: no progress for {:.0} s; the worker looks hung (systemd's watchdog will restart avscene)",
-                            worker.stats.since_heartbeat().as_secs_f64()
-                        );
-                    }
-                    if status.due() {
-                        notifier.status(&status.line(&telemetry));
-                    }
-                }
+                _ = signals.term.recv() => return,
+                _ = signals.int.recv() => return,
+                _ = signals.hup.recv() => self.reload(),
+                _ = ticks.tick() => self.tick(),
             }
         }
-    });
-
-    tracing::info!("stopping");
-    notifier.stopping();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let stopper = std::thread::Builder::new()
-        .name("stop".into())
-        .spawn(move || {
-            let clean = stop(streams, worker, &publisher, metrics);
-            drop(forward); // it ends with the worker's channel; not waited for
-            let _ = done_tx.send(clean);
-        });
-    if let Err(e) = stopper {
-        tracing::error!("cannot start the stop thread ({e}); exiting at once");
-        quit_now();
     }
-    let clean = runtime.block_on(async {
+
+    /// SIGHUP: re-read the configuration and apply its streams; keep the running one
+    /// when the new one is invalid.
+    fn reload(&mut self) {
+        self.notifier.reloading();
+        match Settings::load(self.config_path.as_deref()) {
+            Ok(new) => {
+                tracing::info!("SIGHUP: configuration re-read from {}", new.file.display());
+                let (added, removed) = self.streams.reload(new);
+                for name in &added {
+                    self.publisher.add_stream(name);
+                }
+                for name in &removed {
+                    self.publisher.remove_stream(name);
+                }
+                self.telemetry.set_streams(self.streams.stats());
+            }
+            Err(error) => {
+                tracing::error!("SIGHUP: invalid configuration, keeping the running one: {error}");
+            }
+        }
+        self.notifier.ready(&self.status.line(&self.telemetry));
+    }
+
+    /// The watchdog (fed only while the worker makes progress) and `STATUS=`.
+    fn tick(&mut self) {
+        let stats = &self.worker.stats;
+        if stats.is_alive(WORKER_HANG) {
+            self.notifier.watchdog_ping();
+            self.hung_reported = false;
+        } else if !self.hung_reported {
+            self.hung_reported = true;
+            tracing::error!(
+                "inference: no progress for {:.0} s; the worker looks hung (systemd's watchdog will restart avscene)",
+                stats.since_heartbeat().as_secs_f64()
+            );
+        }
+        if self.status.due() {
+            self.notifier.status(&self.status.line(&self.telemetry));
+        }
+    }
+
+    /// The two-stage stop: the parts stop on a thread of their own while a second signal
+    /// or [`STOP_LIMIT`] cuts it short. Returns whether everything ended cleanly.
+    async fn stop(self, signals: &mut Signals) -> bool {
+        let Daemon {
+            mut streams,
+            worker,
+            publisher,
+            metrics,
+            forward,
+            ..
+        } = self;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let stopper = std::thread::Builder::new()
+            .name("stop".into())
+            .spawn(move || {
+                let clean = stop_parts(&mut streams, worker, &publisher, metrics);
+                drop(forward); // it ends with the worker's channel; not waited for
+                let _ = done_tx.send(clean);
+            });
+        if let Err(e) = stopper {
+            tracing::error!("cannot start the stop thread ({e}); exiting at once");
+            return false;
+        }
         tokio::select! {
             clean = done_rx => clean.unwrap_or(false),
-            _ = term.recv() => { tracing::warn!("second signal: quitting now"); false }
-            _ = int.recv() => { tracing::warn!("second signal: quitting now"); false }
+            _ = signals.term.recv() => { tracing::warn!("second signal: quitting now"); false }
+            _ = signals.int.recv() => { tracing::warn!("second signal: quitting now"); false }
             _ = tokio::time::sleep(STOP_LIMIT) => {
                 tracing::warn!(
                     "stopping took longer than {:.1} s: quitting with windows in flight",
@@ -309,12 +263,7 @@ pub fn run(config: Option<&Path>, print_labels: bool) -> Result<(), DaemonError>
                 false
             }
         }
-    });
-    if !clean {
-        quit_now();
     }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// Exit 0 without running libraries' exit handlers: a thread still inside libtorch or
@@ -339,30 +288,24 @@ fn forward_results(
     for result in results.iter() {
         telemetry.record_result(&result.stream);
         let changed = last.get(&result.stream) != Some(&result.label);
+        let line = format!(
+            "{}: {} ({:.2})",
+            result.stream, result.label, result.confidence
+        );
         if changed || print_labels {
-            tracing::info!(
-                "{}: {} ({:.2})",
-                result.stream,
-                result.label,
-                result.confidence
-            );
+            tracing::info!("{line}");
             last.insert(result.stream.clone(), result.label.clone());
         } else {
-            tracing::debug!(
-                "{}: {} ({:.2})",
-                result.stream,
-                result.label,
-                result.confidence
-            );
+            tracing::debug!("{line}");
         }
         publisher.publish(result);
     }
 }
 
-/// The stop: sources first, then the batch in progress (finished, or dropped if it
-/// takes too long), then `stopped` on MQTT. Returns whether every thread ended.
-fn stop(
-    mut streams: Streams,
+/// Sources first, then the batch in progress (finished, or dropped if it takes too
+/// long), then `stopped` on MQTT. Returns whether every thread ended.
+fn stop_parts(
+    streams: &mut Streams,
     worker: Worker,
     publisher: &Publisher,
     metrics: Option<MetricsServer>,
@@ -377,40 +320,4 @@ fn stop(
         m.stop();
     }
     finished
-}
-
-/// The one-line `STATUS=` summary: streams live, windows/s, MQTT state.
-struct StatusLine {
-    worker: Arc<WorkerStats>,
-    since: Instant,
-    classified: u64,
-}
-
-impl StatusLine {
-    fn new(worker: Arc<WorkerStats>) -> StatusLine {
-        let classified = worker.classified.load(Ordering::Relaxed);
-        StatusLine {
-            worker,
-            since: Instant::now(),
-            classified,
-        }
-    }
-
-    fn due(&self) -> bool {
-        self.since.elapsed() >= STATUS_EVERY
-    }
-
-    fn line(&mut self, telemetry: &Telemetry) -> String {
-        let classified = self.worker.classified.load(Ordering::Relaxed);
-        let elapsed = self.since.elapsed().as_secs_f64().max(1e-3);
-        let rate = (classified - self.classified) as f64 / elapsed;
-        (self.since, self.classified) = (Instant::now(), classified);
-        let (live, all) = telemetry.live_streams();
-        let mqtt = if telemetry.publish.connected.load(Ordering::Relaxed) {
-            "connected"
-        } else {
-            "disconnected"
-        };
-        format!("{live}/{all} streams live, {rate:.2} windows/s, mqtt {mqtt}")
-    }
 }

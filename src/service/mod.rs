@@ -2,4 +2,5 @@
 
 pub mod daemon;
 pub mod notify;
-
+mod status;
+mod streams;
