@@ -5,10 +5,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::context::{CommandError, ConfigArg, Result, println};
-use crate::capture::{StreamState, Until, save_window, spawn, window_queue};
+use crate::capture::{StreamState, StreamStats, Until, save_window, spawn, window_queue};
 use crate::config::Settings;
 use crate::features::SAMPLE_RATE;
 use crate::support::process;
+use crate::window::Window;
 
 /// Run one stream and print a line per 10 s window (samples, frames, gaps filled, audio
 /// level); optionally save each window as WAV + PNG files, to see what the model sees.
@@ -69,9 +70,7 @@ pub fn run(args: CaptureArgs) -> Result {
         settings.config.window.clone(),
         tx,
     );
-    let started = Instant::now();
-    let cpu_start = process::cpu_seconds().unwrap_or(0.0);
-    let rss_start = process::rss_bytes().unwrap_or(0);
+    let resources = Resources::now();
     eprintln!(
         "capturing stream '{name}'{}; the first window comes after 10 s",
         args.seconds
@@ -85,29 +84,61 @@ pub fn run(args: CaptureArgs) -> Result {
     };
     handle.drain(&rx, until, |w| {
         count += 1;
-        let start = w.start_sample as f64 / SAMPLE_RATE as f64;
-        let mut line = format!(
-            "window {:>5}  t={start:>8.1}s  samples={} frames={}  filled: {} samples, {} frames  rms={:.4}  dropped={}  rss={:.0} MB",
-            w.seq,
-            w.audio.len(),
-            w.frames.len(),
-            w.filled_samples,
-            w.filled_frames,
-            w.audio_rms(),
-            handle.stats.dropped.load(Ordering::Relaxed),
-            process::rss_bytes().unwrap_or(0) as f64 / 1e6,
-        );
-        if let Some(dir) = &args.save_dir {
-            match save_window(dir, &w) {
-                Ok(path) => line.push_str(&format!("  saved {}", path.display())),
-                Err(e) => line.push_str(&format!("  not saved: {e}")),
-            }
-        }
-        println(line);
+        let dropped = handle.stats.dropped.load(Ordering::Relaxed);
+        println(window_line(&w, dropped, args.save_dir.as_deref()));
         std::ops::ControlFlow::Continue(())
     });
     let stats = handle.stats.clone();
     handle.stop();
+    eprintln!("{}", summary(&name, count, &stats, &resources));
+    if count == 0 {
+        return Err(CommandError::Failed(format!("stream '{name}': no window")));
+    }
+    Ok(())
+}
+
+/// A window's line: its samples and frames, what was filled in, loudness, drops and
+/// memory; saved as files when asked.
+fn window_line(w: &Window, dropped: u64, save_dir: Option<&std::path::Path>) -> String {
+    let start = w.start_sample as f64 / SAMPLE_RATE as f64;
+    let mut line = format!(
+        "window {:>5}  t={start:>8.1}s  samples={} frames={}  filled: {} samples, {} frames  rms={:.4}  dropped={dropped}  rss={:.0} MB",
+        w.seq,
+        w.audio.len(),
+        w.frames.len(),
+        w.filled_samples,
+        w.filled_frames,
+        w.audio_rms(),
+        process::rss_bytes().unwrap_or(0) as f64 / 1e6,
+    );
+    if let Some(dir) = save_dir {
+        match save_window(dir, w) {
+            Ok(path) => line.push_str(&format!("  saved {}", path.display())),
+            Err(e) => line.push_str(&format!("  not saved: {e}")),
+        }
+    }
+    line
+}
+
+/// The process's time and memory when the capture started.
+struct Resources {
+    started: Instant,
+    cpu: f64,
+    rss: u64,
+}
+
+impl Resources {
+    fn now() -> Resources {
+        Resources {
+            started: Instant::now(),
+            cpu: process::cpu_seconds().unwrap_or(0.0),
+            rss: process::rss_bytes().unwrap_or(0),
+        }
+    }
+}
+
+/// What the stream did and what it cost.
+fn summary(name: &str, count: u64, stats: &StreamStats, start: &Resources) -> String {
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let mut summary = format!(
         "stream '{name}': {count} windows, {} dropped, {} restarts, {} faults",
@@ -118,20 +149,16 @@ pub fn run(args: CaptureArgs) -> Result {
     if let Some(e) = stats.last_error() {
         summary.push_str(&format!("; last error: {e}"));
     }
-    let wall = started.elapsed().as_secs_f64();
-    let cpu = process::cpu_seconds().unwrap_or(0.0) - cpu_start;
+    let wall = start.started.elapsed().as_secs_f64();
+    let cpu = process::cpu_seconds().unwrap_or(0.0) - start.cpu;
     summary.push_str(&format!(
         "\nresources: {cpu:.1} s CPU over {wall:.1} s ({:.1} % of one core); resident memory {:.0} MB at start, {:.0} MB at end",
         100.0 * cpu / wall.max(1e-9),
-        rss_start as f64 / 1e6,
+        start.rss as f64 / 1e6,
         process::rss_bytes().unwrap_or(0) as f64 / 1e6
     ));
     if let StreamState::Backoff { reason } = stats.state() {
         summary.push_str(&format!("; failing: {reason}"));
     }
-    eprintln!("{summary}");
-    if count == 0 {
-        return Err(CommandError::Failed(format!("stream '{name}': no window")));
-    }
-    Ok(())
+    summary
 }

@@ -5,11 +5,12 @@
 use std::fmt;
 use std::path::Path;
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde::ser::{Serialize, Serializer};
 
 use super::{Engine, InferenceConfig};
 use crate::features::{SAMPLE_RATE, WINDOW_SECONDS};
 use crate::model::Model;
+use crate::support::{ByLabel, argmax};
 
 /// A file classified.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -39,25 +40,19 @@ pub struct Probabilities {
 impl Probabilities {
     /// The most probable class and its probability.
     pub fn top(&self) -> (&str, f32) {
-        let (i, p) = self
-            .values
-            .iter()
-            .enumerate()
-            .fold(
-                (0, f32::MIN),
-                |best, (i, &p)| if p > best.1 { (i, p) } else { best },
-            );
+        let i = argmax(&self.values);
+        let p = self.values.get(i).copied().unwrap_or(0.0);
         (self.classes.get(i).map_or("", String::as_str), p)
     }
 }
 
 impl Serialize for Probabilities {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.values.len()))?;
-        for (class, p) in self.classes.iter().zip(&self.values) {
-            map.serialize_entry(class, p)?;
+        ByLabel {
+            labels: &self.classes,
+            values: &self.values,
         }
-        map.end()
+        .serialize(serializer)
     }
 }
 

@@ -13,6 +13,7 @@ use tch::{Device, Kind, Tensor};
 use super::InferenceConfig;
 use crate::features::{AUDIO_FRAME_SAMPLES, AUDIO_FRAMES, IMAGES, audio, image};
 use crate::model::Model;
+use crate::support::argmax;
 use crate::window::Window;
 
 /// The classification of one window.
@@ -43,6 +44,16 @@ pub struct CacheCounts {
     pub audio_encoded: u64,
     pub image_hits: u64,
     pub image_encoded: u64,
+}
+
+/// What a batch needs encoded.
+#[derive(Default)]
+struct Missing {
+    /// (stream, OpenL3 frame position) …
+    audio: Vec<(Arc<str>, u64)>,
+    /// … and those frames' samples, flattened.
+    samples: Vec<f32>,
+    images: Vec<(Arc<str>, Arc<[u8]>)>,
 }
 
 /// One stream's cached embeddings.
@@ -131,14 +142,8 @@ impl Engine {
             .map(|(i, w)| {
                 let probs: Vec<f32> =
                     Vec::<f32>::try_from(&probabilities.get(i as i64)).unwrap_or_default();
-                let (top, confidence) =
-                    probs
-                        .iter()
-                        .enumerate()
-                        .fold(
-                            (0, f32::MIN),
-                            |best, (j, &p)| if p > best.1 { (j, p) } else { best },
-                        );
+                let top = argmax(&probs);
+                let confidence = probs.get(top).copied().unwrap_or(0.0);
                 SceneResult {
                     stream: w.stream.clone(),
                     seq: w.seq,
@@ -210,65 +215,8 @@ impl Engine {
             }
             cache.last_start = Some(w.start_sample);
         }
-        // Missing audio positions (deduplicated across the batch) and their samples.
-        let mut audio_missing: Vec<(Arc<str>, u64)> = Vec::new();
-        let mut audio_samples: Vec<f32> = Vec::new();
-        let mut image_missing: Vec<(Arc<str>, Arc<[u8]>)> = Vec::new();
-        for w in windows {
-            let base = w.first_frame_position();
-            let cache = &self.caches[&w.stream];
-            for i in 0..AUDIO_FRAMES as u64 {
-                let p = base + i;
-                let q = p - p % stride;
-                if cache.audio.contains_key(&q)
-                    || audio_missing.iter().any(|(s, x)| *s == w.stream && *x == q)
-                {
-                    self.counts.audio_hits += 1;
-                    continue;
-                }
-                audio::push_frame(
-                    &w.audio_lead,
-                    &w.audio,
-                    (q - base) as usize,
-                    &mut audio_samples,
-                );
-                audio_missing.push((w.stream.clone(), q));
-            }
-            for f in &w.frames {
-                let key = frame_key(f);
-                if cache.images.contains_key(&key)
-                    || image_missing
-                        .iter()
-                        .any(|(s, m)| *s == w.stream && Arc::ptr_eq(m, f))
-                {
-                    self.counts.image_hits += 1;
-                } else {
-                    image_missing.push((w.stream.clone(), f.clone()));
-                }
-            }
-        }
-        if !audio_missing.is_empty() {
-            let encoded = self.encode_audio(&audio_samples);
-            self.counts.audio_encoded += audio_missing.len() as u64;
-            for (i, (stream, q)) in audio_missing.into_iter().enumerate() {
-                if let Some(cache) = self.caches.get_mut(&stream) {
-                    cache.audio.insert(q, encoded.get(i as i64));
-                }
-            }
-        }
-        if !image_missing.is_empty() {
-            let frames: Vec<&Arc<[u8]>> = image_missing.iter().map(|(_, f)| f).collect();
-            let encoded = self.encode_images(&frames);
-            self.counts.image_encoded += image_missing.len() as u64;
-            for (i, (stream, frame)) in image_missing.into_iter().enumerate() {
-                if let Some(cache) = self.caches.get_mut(&stream) {
-                    cache
-                        .images
-                        .insert(frame_key(&frame), (frame, encoded.get(i as i64)));
-                }
-            }
-        }
-        // Assemble the batch from the caches.
+        let missing = self.missing(windows, stride);
+        self.encode_missing(missing);
         let mut audio_rows = Vec::with_capacity(windows.len());
         let mut image_rows = Vec::with_capacity(windows.len());
         for w in windows {
@@ -290,6 +238,66 @@ impl Engine {
         }
         self.evict(windows, stride);
         (Tensor::stack(&audio_rows, 0), Tensor::stack(&image_rows, 0))
+    }
+
+    /// What the caches lack for these windows, deduplicated across the batch: OpenL3
+    /// positions (on the stride's grid) with their samples, and images.
+    fn missing(&mut self, windows: &[Window], stride: u64) -> Missing {
+        let mut missing = Missing::default();
+        for w in windows {
+            let base = w.first_frame_position();
+            let cache = &self.caches[&w.stream];
+            for i in 0..AUDIO_FRAMES as u64 {
+                let p = base + i;
+                let q = p - p % stride;
+                if cache.audio.contains_key(&q)
+                    || missing.audio.iter().any(|(s, x)| *s == w.stream && *x == q)
+                {
+                    self.counts.audio_hits += 1;
+                    continue;
+                }
+                let frame = (q - base) as usize;
+                audio::push_frame(&w.audio_lead, &w.audio, frame, &mut missing.samples);
+                missing.audio.push((w.stream.clone(), q));
+            }
+            for f in &w.frames {
+                let known = cache.images.contains_key(&frame_key(f))
+                    || missing
+                        .images
+                        .iter()
+                        .any(|(s, m)| *s == w.stream && Arc::ptr_eq(m, f));
+                if known {
+                    self.counts.image_hits += 1;
+                } else {
+                    missing.images.push((w.stream.clone(), f.clone()));
+                }
+            }
+        }
+        missing
+    }
+
+    /// Encode what was missing, in one batch per branch, into the streams' caches.
+    fn encode_missing(&mut self, missing: Missing) {
+        if !missing.audio.is_empty() {
+            let encoded = self.encode_audio(&missing.samples);
+            self.counts.audio_encoded += missing.audio.len() as u64;
+            for (i, (stream, q)) in missing.audio.into_iter().enumerate() {
+                if let Some(cache) = self.caches.get_mut(&stream) {
+                    cache.audio.insert(q, encoded.get(i as i64));
+                }
+            }
+        }
+        if !missing.images.is_empty() {
+            let frames: Vec<&Arc<[u8]>> = missing.images.iter().map(|(_, f)| f).collect();
+            let encoded = self.encode_images(&frames);
+            self.counts.image_encoded += missing.images.len() as u64;
+            for (i, (stream, frame)) in missing.images.into_iter().enumerate() {
+                if let Some(cache) = self.caches.get_mut(&stream) {
+                    let embedding = encoded.get(i as i64);
+                    cache.images.insert(frame_key(&frame), (frame, embedding));
+                }
+            }
+        }
     }
 
     /// Keep only what a stream's next windows can use: audio positions from its latest

@@ -2,12 +2,13 @@
 
 mod config;
 pub mod connection;
+mod messages;
 mod mqtt;
 mod stats;
 
 pub use config::{MqttConfig, QoS, TlsConfig};
-pub use mqtt::{
-    Publisher, discovery_payload, discovery_topic, scene_payload, scene_topic, state_topic,
-    status_topic,
+pub use messages::{
+    discovery_payload, discovery_topic, scene_payload, scene_topic, state_topic, status_topic,
 };
+pub use mqtt::Publisher;
 pub use stats::PublishStats;

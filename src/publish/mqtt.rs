@@ -9,14 +9,17 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, LastWill, Packet, QoS};
-use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::MqttConfig;
 use super::connection::{client_id, explain, options};
+use super::messages::scene_topic;
+use super::messages::{
+    discovery_payload, discovery_topic, scene_payload, state_topic, status_topic,
+};
 use super::stats::PublishStats;
 use crate::infer::SceneResult;
 
@@ -47,78 +50,6 @@ struct Message {
     payload: String,
     qos: QoS,
     retain: bool,
-}
-
-/// The topics of one stream.
-pub fn scene_topic(prefix: &str, stream: &str) -> String {
-    format!("{prefix}/{stream}/scene")
-}
-pub fn state_topic(prefix: &str, stream: &str) -> String {
-    format!("{prefix}/{stream}/state")
-}
-pub fn status_topic(prefix: &str) -> String {
-    format!("{prefix}/status")
-}
-pub fn discovery_topic(config: &MqttConfig, stream: &str) -> String {
-    format!(
-        "{}/sensor/avscene_{stream}/scene/config",
-        config.discovery_prefix
-    )
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// The JSON of `<prefix>/<stream>/scene`.
-pub fn scene_payload(result: &SceneResult, classes: &[String]) -> serde_json::Value {
-    let probabilities: serde_json::Map<String, serde_json::Value> = classes
-        .iter()
-        .zip(&result.probabilities)
-        .map(|(c, p)| (c.clone(), json!(p)))
-        .collect();
-    let latency = SystemTime::now()
-        .duration_since(result.end)
-        .unwrap_or_default();
-    json!({
-        "stream": &*result.stream,
-        "label": result.label,
-        "confidence": result.confidence,
-        "probabilities": probabilities,
-        "start": rfc3339(result.start),
-        "end": rfc3339(result.end),
-        "latency_ms": latency.as_secs_f64() * 1000.0,
-        "queue_wait_ms": result.queue_wait.as_secs_f64() * 1000.0,
-        "compute_ms": result.compute.as_secs_f64() * 1000.0,
-        "model": result.model_id,
-        "filled": { "samples": result.filled_samples, "frames": result.filled_frames },
-        "seq": result.seq,
-    })
-}
-
-/// Home Assistant's MQTT discovery config for a stream's scene sensor.
-pub fn discovery_payload(config: &MqttConfig, stream: &str, model_id: &str) -> serde_json::Value {
-    let prefix = &config.topic_prefix;
-    json!({
-        "name": "Scene",
-        "unique_id": format!("avscene_{stream}_scene"),
-        "object_id": format!("avscene_{stream}_scene"),
-        "state_topic": state_topic(prefix, stream),
-        "json_attributes_topic": scene_topic(prefix, stream),
-        "json_attributes_template": "{{ value_json.probabilities | tojson }}",
-        "availability": [{
-            "topic": status_topic(prefix),
-            "value_template": "{{ 'online' if value == 'online' else 'offline' }}",
-        }],
-        "icon": "mdi:map-marker-radius",
-        "device": {
-            "identifiers": [format!("avscene_{stream}")],
-            "name": format!("avscene {stream}"),
-            "manufacturer": "avscene",
-            "model": model_id,
-            "sw_version": env!("CARGO_PKG_VERSION"),
-        },
-    })
 }
 
 impl Publisher {
@@ -311,126 +242,210 @@ impl Loop {
 
     async fn run(mut self, options: rumqttc::MqttOptions, mut commands: mpsc::Receiver<Command>) {
         let (client, mut events) = AsyncClient::new(options, 256);
-        let ha_status = format!("{}/status", self.config.discovery_prefix);
-        let mut backoff = Duration::from_millis(500);
-        // While the broker is away, the next connection attempt waits until then;
-        // commands keep arriving into the outbox meanwhile.
-        let mut retry_at: Option<tokio::time::Instant> = None;
-        let mut last_error: Option<String> = None;
-        let mut stopping: Option<Instant> = None;
-        let mut disconnect_sent = false;
+        let mut link = Link::default();
         loop {
-            let waiting = retry_at.is_some_and(|t| t > tokio::time::Instant::now());
-            tokio::select! {
-                event = events.poll(), if !waiting => match event {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        self.stats.connected.store(true, Ordering::Relaxed);
-                        retry_at = None;
-                        if last_error.take().is_some() {
-                            tracing::info!("mqtt: connected to {}:{} again", self.config.host, self.config.port);
-                        }
-                        backoff = Duration::from_millis(500);
-                        // Announce before anything queued while away.
-                        let mut announce = self.announce();
-                        announce.extend(self.outbox.drain(..));
-                        self.outbox = announce.into();
-                        if self.config.discovery {
-                            let _ = client.try_subscribe(&ha_status, QoS::AtLeastOnce);
-                        }
-                        self.flush(&client);
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ha_status && p.payload.as_ref() == b"online" => {
-                        // Home Assistant restarted: send the discovery configs again.
-                        for m in self.discovery() {
-                            self.queue(m);
-                        }
-                        self.flush(&client);
-                    }
-                    Ok(_) => {
-                        if self.stats.connected.load(Ordering::Relaxed) {
-                            self.flush(&client);
-                        }
-                        // Stopping: once everything queued is handed over, say goodbye
-                        // (a clean DISCONNECT: the broker keeps the Last Will to itself).
-                        if stopping.is_some() && self.outbox.is_empty() && !disconnect_sent {
-                            disconnect_sent = client.try_disconnect().is_ok();
-                        }
-                    }
-                    Err(error) => {
-                        self.stats.connected.store(false, Ordering::Relaxed);
-                        if stopping.is_some() {
-                            break; // disconnected (or cannot deliver the rest)
-                        }
-                        let explained = explain(&error, &self.config).to_string();
-                        // Log a kind of failure once, not on every retry.
-                        if last_error.as_deref() != Some(explained.as_str()) {
-                            tracing::error!("mqtt: {explained}; retrying with backoff, messages wait in the outbox");
-                            last_error = Some(explained);
-                        }
-                        retry_at = Some(tokio::time::Instant::now() + backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                    }
-                },
-                _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if waiting => {}
-                command = commands.recv(), if stopping.is_none() => match command {
-                    Some(Command::Scene(result)) => {
-                        self.scene(&result);
-                        if self.stats.connected.load(Ordering::Relaxed) {
-                            self.flush(&client);
-                        }
-                    }
-                    Some(Command::AddStream(stream)) => {
-                        if !self.streams.contains(&stream) {
-                            self.streams.push(stream.clone());
-                        }
-                        if self.config.discovery {
-                            let payload = discovery_payload(&self.config, &stream, &self.model_id).to_string();
-                            let topic = discovery_topic(&self.config, &stream);
-                            self.queue(Message { topic, payload, qos: QoS::AtLeastOnce, retain: true });
-                        }
-                        if self.stats.connected.load(Ordering::Relaxed) {
-                            self.flush(&client);
-                        }
-                    }
-                    Some(Command::RemoveStream(stream)) => {
-                        self.streams.retain(|s| *s != stream);
-                        self.last_state.remove(&stream);
-                        let prefix = self.config.topic_prefix.clone();
-                        let mut clear = vec![state_topic(&prefix, &stream)];
-                        if self.config.discovery {
-                            clear.push(discovery_topic(&self.config, &stream));
-                        }
-                        for topic in clear {
-                            self.queue(Message { topic, payload: String::new(), qos: QoS::AtLeastOnce, retain: true });
-                        }
-                        if self.stats.connected.load(Ordering::Relaxed) {
-                            self.flush(&client);
-                        }
-                    }
-                    Some(Command::Abort) => return,
-                    Some(Command::Stop) | None => {
-                        stopping = Some(Instant::now());
-                        if !self.stats.connected.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        self.queue(Message {
-                            topic: status_topic(&self.config.topic_prefix),
-                            payload: "stopped".into(),
-                            qos: QoS::AtLeastOnce,
-                            retain: true,
-                        });
-                        self.flush(&client);
-                        if self.outbox.is_empty() {
-                            disconnect_sent = client.try_disconnect().is_ok();
-                        }
-                    }
-                },
-                _ = tokio::time::sleep(Duration::from_millis(200)), if stopping.is_some() => {
-                    if stopping.is_some_and(|s| s.elapsed() > Duration::from_secs(2)) {
-                        break;
+            let waiting = link
+                .retry_at
+                .is_some_and(|t| t > tokio::time::Instant::now());
+            let next = tokio::select! {
+                event = events.poll(), if !waiting => self.on_event(event, &client, &mut link),
+                _ = tokio::time::sleep_until(link.retry_at.unwrap_or_else(tokio::time::Instant::now)), if waiting => Flow::Go,
+                command = commands.recv(), if link.stopping.is_none() => self.on_command(command, &client, &mut link),
+                _ = tokio::time::sleep(Duration::from_millis(200)), if link.stopping.is_some() => {
+                    if link.stopping.is_some_and(|s| s.elapsed() > Duration::from_secs(2)) {
+                        Flow::End
+                    } else {
+                        Flow::Go
                     }
                 }
+            };
+            if next == Flow::End {
+                return;
             }
         }
+    }
+
+    fn connected(&self) -> bool {
+        self.stats.connected.load(Ordering::Relaxed)
+    }
+
+    /// Hand queued messages over now, if there is a connection to take them.
+    fn flush_if_connected(&mut self, client: &AsyncClient) {
+        if self.connected() {
+            self.flush(client);
+        }
+    }
+
+    fn ha_status(&self) -> String {
+        format!("{}/status", self.config.discovery_prefix)
+    }
+
+    /// What the connection reports.
+    fn on_event(
+        &mut self,
+        event: Result<Event, rumqttc::ConnectionError>,
+        client: &AsyncClient,
+        link: &mut Link,
+    ) -> Flow {
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                self.stats.connected.store(true, Ordering::Relaxed);
+                link.connected(&self.config);
+                // Announce before anything queued while away.
+                let mut announce = self.announce();
+                announce.extend(self.outbox.drain(..));
+                self.outbox = announce.into();
+                if self.config.discovery {
+                    let _ = client.try_subscribe(self.ha_status(), QoS::AtLeastOnce);
+                }
+                self.flush(client);
+            }
+            Ok(Event::Incoming(Packet::Publish(p)))
+                if p.topic == self.ha_status() && p.payload.as_ref() == b"online" =>
+            {
+                // Home Assistant restarted: send the discovery configs again.
+                for m in self.discovery() {
+                    self.queue(m);
+                }
+                self.flush(client);
+            }
+            Ok(_) => {
+                self.flush_if_connected(client);
+                // Stopping: once everything queued is handed over, say goodbye (a clean
+                // DISCONNECT: the broker keeps the Last Will to itself).
+                if link.stopping.is_some() && self.outbox.is_empty() && !link.disconnect_sent {
+                    link.disconnect_sent = client.try_disconnect().is_ok();
+                }
+            }
+            Err(error) => {
+                self.stats.connected.store(false, Ordering::Relaxed);
+                if link.stopping.is_some() {
+                    return Flow::End; // disconnected (or cannot deliver the rest)
+                }
+                link.failed(explain(&error, &self.config).to_string());
+            }
+        }
+        Flow::Go
+    }
+
+    /// What the daemon asks.
+    fn on_command(
+        &mut self,
+        command: Option<Command>,
+        client: &AsyncClient,
+        link: &mut Link,
+    ) -> Flow {
+        match command {
+            Some(Command::Scene(result)) => self.scene(&result),
+            Some(Command::AddStream(stream)) => self.add_stream(stream),
+            Some(Command::RemoveStream(stream)) => self.remove_stream(&stream),
+            Some(Command::Abort) => return Flow::End,
+            Some(Command::Stop) | None => {
+                link.stopping = Some(Instant::now());
+                if !self.connected() {
+                    return Flow::End;
+                }
+                self.queue(Message {
+                    topic: status_topic(&self.config.topic_prefix),
+                    payload: "stopped".into(),
+                    qos: QoS::AtLeastOnce,
+                    retain: true,
+                });
+                self.flush(client);
+                if self.outbox.is_empty() {
+                    link.disconnect_sent = client.try_disconnect().is_ok();
+                }
+                return Flow::Go;
+            }
+        }
+        self.flush_if_connected(client);
+        Flow::Go
+    }
+
+    /// A stream added on reload: describe it to Home Assistant.
+    fn add_stream(&mut self, stream: String) {
+        if !self.streams.contains(&stream) {
+            self.streams.push(stream.clone());
+        }
+        if self.config.discovery {
+            let payload = discovery_payload(&self.config, &stream, &self.model_id).to_string();
+            let topic = discovery_topic(&self.config, &stream);
+            self.queue(Message {
+                topic,
+                payload,
+                qos: QoS::AtLeastOnce,
+                retain: true,
+            });
+        }
+    }
+
+    /// A stream removed: clear its retained state and discovery config.
+    fn remove_stream(&mut self, stream: &str) {
+        self.streams.retain(|s| s != stream);
+        self.last_state.remove(stream);
+        let mut clear = vec![state_topic(&self.config.topic_prefix, stream)];
+        if self.config.discovery {
+            clear.push(discovery_topic(&self.config, stream));
+        }
+        for topic in clear {
+            self.queue(Message {
+                topic,
+                payload: String::new(),
+                qos: QoS::AtLeastOnce,
+                retain: true,
+            });
+        }
+    }
+}
+
+/// Whether the loop goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Go,
+    End,
+}
+
+/// The connection's state between events: the backoff while the broker is away (the
+/// next attempt waits until `retry_at`; commands keep arriving into the outbox
+/// meanwhile), the last failure (logged once per kind), and the stop in progress.
+struct Link {
+    backoff: Duration,
+    retry_at: Option<tokio::time::Instant>,
+    last_error: Option<String>,
+    stopping: Option<Instant>,
+    disconnect_sent: bool,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            backoff: Duration::from_millis(500),
+            retry_at: None,
+            last_error: None,
+            stopping: None,
+            disconnect_sent: false,
+        }
+    }
+}
+
+impl Link {
+    fn connected(&mut self, config: &MqttConfig) {
+        self.retry_at = None;
+        if self.last_error.take().is_some() {
+            tracing::info!("mqtt: connected to {}:{} again", config.host, config.port);
+        }
+        self.backoff = Duration::from_millis(500);
+    }
+
+    fn failed(&mut self, explained: String) {
+        // Log a kind of failure once, not on every retry.
+        if self.last_error.as_deref() != Some(explained.as_str()) {
+            tracing::error!(
+                "mqtt: {explained}; retrying with backoff, messages wait in the outbox"
+            );
+            self.last_error = Some(explained);
+        }
+        self.retry_at = Some(tokio::time::Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
     }
 }

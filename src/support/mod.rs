@@ -24,6 +24,31 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Values by label, serialised as a JSON object in label order (`{"park": 0.9, …}`):
+/// class probabilities in scene messages and reports.
+pub struct ByLabel<'a> {
+    pub labels: &'a [String],
+    pub values: &'a [f32],
+}
+
+impl serde::Serialize for ByLabel<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.labels.iter().zip(self.values))
+    }
+}
+
+/// The index of the largest value (the first of equals); 0 for none.
+pub fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold(
+            (0, f32::MIN),
+            |best, (i, &v)| if v > best.1 { (i, v) } else { best },
+        )
+        .0
+}
+
 /// A small deterministic generator (splitmix64): the same seed makes the same sequence.
 pub struct SplitMix(pub u64);
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
-use super::features::Entry;
+use super::dataset::Clip;
+use super::features::{Entry, FeatureCache};
 use super::metrics::{Scores, score};
 use crate::features::image;
 use crate::model::Model;
@@ -26,6 +27,31 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
+    /// A recording's clips, its features computed into `cache` (or found there), and
+    /// its frozen image embeddings when `frozen`.
+    pub fn recording(
+        cache: &mut FeatureCache,
+        model: &Model,
+        clip: &Clip,
+        class: i64,
+        frozen: bool,
+    ) -> Result<Vec<Prepared>, String> {
+        let features = cache.get(model, clip)?;
+        let images = if frozen {
+            Some(cache.image_embeddings(model, clip, &features)?)
+        } else {
+            None
+        };
+        Ok((0..features.clips())
+            .map(|index| Prepared {
+                features: features.clone(),
+                images: images.clone(),
+                index,
+                class,
+            })
+            .collect())
+    }
+
     /// OpenL3 embeddings (96, E).
     pub fn audio(&self) -> Result<Tensor, String> {
         self.features.read("audio", self.index)

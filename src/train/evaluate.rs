@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 use super::batches::{Prepared, evaluate_prepared};
+use super::checkpoint::read_log;
 use super::dataset::{Dataset, Skip};
 use super::features::FeatureCache;
 use super::metrics::{Scores, score};
 use super::plot;
-use super::trainer::{TrainError, read_log};
+use super::trainer::TrainError;
 use crate::model::Model;
 use crate::support::progress;
 
@@ -81,15 +82,11 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<Evaluation, TrainError> {
         .map_err(|e| TrainError::Model(format!("--model: {e}")))?;
     let dataset = Dataset::open(&options.data, options.seed)?;
     let out = options.out.clone().unwrap_or_else(|| {
-        options
-            .model
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
+        let beside = options.model.parent().map(Path::to_path_buf);
+        beside.unwrap_or_default()
     });
     std::fs::create_dir_all(&out)
-        .map_err(|e| format!("{}: cannot create: {e}", out.display()))
-        .map_err(TrainError::Failed)?;
+        .map_err(|e| TrainError::Failed(format!("{}: cannot create: {e}", out.display())))?;
     let cache_dir = options
         .cache
         .clone()
@@ -107,13 +104,8 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<Evaluation, TrainError> {
             });
             continue;
         };
-        match cache.get(&model, clip) {
-            Ok(features) => clips.extend((0..features.clips()).map(|index| Prepared {
-                features: features.clone(),
-                images: None,
-                index,
-                class: class as i64,
-            })),
+        match Prepared::recording(&mut cache, &model, clip, class as i64, false) {
+            Ok(prepared) => clips.extend(prepared),
             Err(reason) => skipped.push(Skip {
                 file: clip.name(),
                 reason,
@@ -135,7 +127,6 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<Evaluation, TrainError> {
     } else {
         None
     };
-    let path = out.join("evaluation.json");
     let report = EvaluationReport {
         model: options.model.display().to_string(),
         model_id: model.id.clone(),
@@ -145,13 +136,23 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<Evaluation, TrainError> {
         scores_1s: one_second,
         skipped,
     };
+    write_report(report, &out, &options.model)
+}
+
+/// `evaluation.json`, the confusion matrix and, when the training log lies beside the
+/// model, the learning curves.
+fn write_report(
+    report: EvaluationReport,
+    out: &Path,
+    model: &Path,
+) -> Result<Evaluation, TrainError> {
+    let path = out.join("evaluation.json");
     let text = serde_json::to_string_pretty(&report).unwrap_or_default();
     std::fs::write(&path, format!("{text}\n"))
         .map_err(|e| TrainError::Failed(format!("{}: {e}", path.display())))?;
     let mut plots = vec![out.join("confusion.png")];
     plot::confusion(&report.scores, &plots[0]).map_err(TrainError::Failed)?;
-    let log = options.model.with_file_name("train-log.jsonl");
-    let history = read_log(&log);
+    let history = read_log(&model.with_file_name("train-log.jsonl"));
     if !history.is_empty() {
         let curves = out.join("learning-curves.png");
         plot::learning_curves(&history, &curves).map_err(TrainError::Failed)?;

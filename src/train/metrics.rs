@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::support::argmax;
+
 pub const LOG_LOSS_EPS: f64 = 1e-15;
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,15 +72,6 @@ pub fn score(probabilities: &[Vec<f32>], truth: &[usize], classes: &[String]) ->
 
 fn ratio(total: f64, n: u64) -> f64 {
     if n == 0 { 0.0 } else { total / n as f64 }
-}
-
-pub fn argmax(p: &[f32]) -> usize {
-    p.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 { (i, v) } else { best }
-        })
-        .0
 }
 
 impl Scores {

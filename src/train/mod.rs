@@ -4,19 +4,23 @@
 //! clips from a live stream, and a synthetic dataset generator.
 
 mod batches;
+mod checkpoint;
 pub mod dataset;
 mod evaluate;
 pub mod features;
 pub mod metrics;
 pub mod optim;
+mod options;
 mod plot;
 pub mod record;
 pub mod synth;
 mod trainer;
 
 pub use batches::Flip;
+pub use checkpoint::{EpochLog, read_log};
 pub use dataset::{Clip, Dataset, DatasetError, Skip};
 pub use evaluate::{EvaluateOptions, Evaluation, EvaluationReport, evaluate};
+pub use options::TrainOptions;
 pub use record::{RecordError, RecordOptions, RecordSummary, record};
 pub use synth::{SYNTH_CLASSES, SynthOptions, synth_dataset, synth_label};
-pub use trainer::{EpochLog, TrainError, TrainOptions, TrainSummary, read_log, train};
+pub use trainer::{TrainError, TrainSummary, train};

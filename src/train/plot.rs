@@ -5,8 +5,8 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use super::checkpoint::EpochLog;
 use super::metrics::Scores;
-use super::trainer::EpochLog;
 
 fn failed(path: &Path, e: impl std::fmt::Display) -> String {
     format!(

@@ -7,146 +7,25 @@
 //! The best epoch is picked on a validation split held out of the training recordings
 //! (never on the list scores are reported on). Features are read from the cache a batch
 //! at a time, so memory does not grow with the dataset.
-//! Every epoch writes `last.safetensors` (+ `optimizer.safetensors`) and a line in
-//! `train-log.jsonl`; the epoch with the lowest validation log-loss is `best.safetensors`.
-//! `--resume` continues from `last`; Ctrl-C saves it and exits cleanly.
+//! Checkpoints (`checkpoint.rs`) every epoch; `--resume` continues from `last`; Ctrl-C
+//! saves it and exits cleanly. The options are in `options.rs`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
+use super::TrainOptions;
 use super::batches::{Augment, Batch, Flip, Prepared, evaluate_prepared, training_loss};
+use super::checkpoint::{Checkpoints, EpochLog, read_log};
 use super::dataset::{Clip, Dataset, Skip};
 use super::features::FeatureCache;
 use super::optim::Adam;
-use crate::model::{Model, ModelSpec, Provenance};
+use crate::model::{Model, ModelSpec};
 use crate::support::progress;
-
-/// `avscene train` settings (its command-line options).
-#[derive(Debug, Clone, Serialize, clap::Args)]
-pub struct TrainOptions {
-    /// Dataset: TAU Urban Audio-Visual Scenes 2021 layout, or one folder per label
-    /// (DIR/<label>/ media files, as `avscene record` writes).
-    #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
-    /// Where checkpoints, the best model and the training log go.
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-    /// Train up to this epoch (with --resume: the total, not more).
-    #[arg(long, default_value_t = 50)]
-    pub epochs: usize,
-    /// Architecture of the new model: full (the paper's) or small [default: full].
-    #[arg(long, conflicts_with = "init")]
-    pub profile: Option<String>,
-    /// Fine-tune: start from this model file (architecture and weights). When its labels
-    /// differ from the dataset's, the classifier is rebuilt for the new ones (labels it
-    /// knows keep their weights); the rest is kept.
-    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
-    pub init: Option<PathBuf>,
-    /// Continue from OUT/last.safetensors and OUT/optimizer.safetensors.
-    #[arg(long)]
-    pub resume: bool,
-    /// Seeds initialisation, shuffling, augmentation and the validation split.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-4)]
-    pub lr: f64,
-    /// Decoupled weight decay (AdamW: weights shrink by lr × this each step). The
-    /// authors' Adam has none.
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
-    /// Clips per step.
-    #[arg(long, default_value_t = 16)]
-    pub batch: usize,
-    /// Multiply the learning rate by --lr-decay at every N-th epoch (20: at epochs 20 and
-    /// 40, as the authors' configs; 0: constant).
-    #[arg(long, default_value_t = 20)]
-    pub lr_step: usize,
-    #[arg(long, default_value_t = 0.1)]
-    pub lr_decay: f64,
-    /// Random horizontal flip of the training frames: per clip, per frame (the
-    /// authors' dataloader), or off. Frozen image embeddings are never flipped.
-    #[arg(long, value_enum, default_value_t = Flip::Clip)]
-    pub flip: Flip,
-    /// Mixup across clips with Beta(α, α), applied to the OpenL3 embeddings and the
-    /// frames alike (0: off, the authors' recipe; 0.2–0.4 is usual).
-    #[arg(long, value_name = "ALPHA", default_value_t = 0.0)]
-    pub mixup: f64,
-    /// Freeze the encoders: the image branch keeps its weights (OpenL3 always does) and
-    /// only the audio branch, fusion and classifier train, on embeddings computed once —
-    /// minutes on a small CPU. Best with --init.
-    #[arg(long = "freeze-encoders", visible_alias = "freeze-image")]
-    pub freeze_image: bool,
-    /// Feature cache directory (default OUT/feature-cache).
-    #[arg(long, value_name = "DIR")]
-    pub cache: Option<PathBuf>,
-    /// Set from `--device` once resolved.
-    #[serde(skip)]
-    #[arg(skip = Device::Cpu)]
-    pub device: Device,
-}
-
-impl TrainOptions {
-    /// Every number in range before anything starts.
-    fn check(&self) -> Result<(), TrainError> {
-        let bad = |what: &str, why: String| Err(TrainError::Options(format!("{what}: {why}")));
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(
-                "--lr",
-                format!("must be a positive number, not {}", self.lr),
-            );
-        }
-        if !(self.weight_decay.is_finite() && (0.0..1.0).contains(&self.weight_decay)) {
-            return bad(
-                "--weight-decay",
-                format!("must be in [0, 1), not {}", self.weight_decay),
-            );
-        }
-        if !(self.lr_decay.is_finite() && self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
-            return bad(
-                "--lr-decay",
-                format!("must be in (0, 1], not {}", self.lr_decay),
-            );
-        }
-        if !(self.mixup.is_finite() && self.mixup >= 0.0) {
-            return bad(
-                "--mixup",
-                format!("must be 0 (off) or a positive α, not {}", self.mixup),
-            );
-        }
-        if self.batch == 0 {
-            return bad("--batch", "must be at least 1".into());
-        }
-        Ok(())
-    }
-
-    /// The learning rate of a (1-based) epoch: the authors decay it at the start of every
-    /// `lr_step`-th epoch.
-    fn lr_at(&self, epoch: usize) -> f64 {
-        let steps = epoch.checked_div(self.lr_step).unwrap_or(0);
-        self.lr * self.lr_decay.powi(steps as i32)
-    }
-}
-
-/// One line of `train-log.jsonl`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EpochLog {
-    pub epoch: usize,
-    pub train_loss: f64,
-    pub train_accuracy: f64,
-    pub val_loss: f64,
-    pub val_accuracy: f64,
-    pub lr: f64,
-    pub clips_per_s: f64,
-    pub seconds: f64,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -178,9 +57,9 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
     options.check()?;
     let dataset = Dataset::open(&options.data, options.seed)?;
     dataset.check_trainable()?;
-    std::fs::create_dir_all(&options.out)
-        .map_err(|e| format!("{}: cannot create: {e}", options.out.display()))
-        .map_err(TrainError::Failed)?;
+    std::fs::create_dir_all(&options.out).map_err(|e| {
+        TrainError::Failed(format!("{}: cannot create: {e}", options.out.display()))
+    })?;
     tch::manual_seed(options.seed as i64);
     let (mut model, init) = starting_model(options, &dataset)?;
     tracing::info!(
@@ -198,58 +77,96 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
     }
     let sets = prepare_sets(options, &dataset, &model)?;
     crate::support::process::release_free_memory();
-    let run = RunRecord {
-        details: BTreeMap::from([
-            ("dataset".into(), json!(dataset.root.display().to_string())),
-            ("layout".into(), json!(dataset.layout)),
-            ("split".into(), json!(dataset.split)),
-            ("train_recordings".into(), json!(dataset.train.len())),
-            ("train_clips".into(), json!(sets.train.len())),
-            (
-                "validation_recordings".into(),
-                json!(dataset.validation.len()),
-            ),
-            ("validation_clips".into(), json!(sets.validation.len())),
-            ("settings".into(), json!(options)),
-            ("init".into(), json!(init)),
-        ]),
-    };
-    let paths = RunPaths::new(&options.out);
+    let checkpoints = Checkpoints::new(&options.out, run_details(options, &dataset, &sets, init));
     let mut adam = optimizer(&model, options);
     let mut history: Vec<EpochLog> = Vec::new();
     if options.resume {
-        adam.load(&paths.optimizer)
+        adam.load(&checkpoints.optimizer)
             .map_err(|e| TrainError::Model(format!("--resume: {e}")))?;
-        history = read_log(&paths.log);
+        history = read_log(&checkpoints.log);
         tracing::info!(
             "resuming after epoch {} (step {})",
             history.len(),
             adam.step
         );
     } else {
-        let _ = std::fs::remove_file(&paths.log);
+        let _ = std::fs::remove_file(&checkpoints.log);
     }
     if options.freeze_image && options.flip != Flip::Off {
         tracing::info!("--freeze-encoders: the image embeddings are computed once, unflipped");
     }
-    let mut best = history
+    let interrupted = epochs(
+        &mut model,
+        &mut adam,
+        &sets,
+        options,
+        &checkpoints,
+        &mut history,
+        &stop,
+    )?;
+    let best = history
         .iter()
         .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
         .cloned();
-    let mut interrupted = false;
+    let mut skipped = dataset.skipped.clone();
+    skipped.extend(sets.skipped);
+    let mut notes = dataset.notes.clone();
+    notes.extend(sets.notes);
+    Ok(TrainSummary {
+        epochs_done: history.len(),
+        best,
+        skipped,
+        notes,
+        interrupted,
+    })
+}
+
+/// What every saved model records about the run: the dataset, its split, the settings,
+/// where the weights started.
+fn run_details(
+    options: &TrainOptions,
+    dataset: &Dataset,
+    sets: &Sets,
+    init: Option<serde_json::Value>,
+) -> BTreeMap<String, serde_json::Value> {
+    BTreeMap::from([
+        ("dataset".into(), json!(dataset.root.display().to_string())),
+        ("layout".into(), json!(dataset.layout)),
+        ("split".into(), json!(dataset.split)),
+        ("train_recordings".into(), json!(dataset.train.len())),
+        ("train_clips".into(), json!(sets.train.len())),
+        (
+            "validation_recordings".into(),
+            json!(dataset.validation.len()),
+        ),
+        ("validation_clips".into(), json!(sets.validation.len())),
+        ("settings".into(), json!(options)),
+        ("init".into(), json!(init)),
+    ])
+}
+
+/// Train from the epoch after `history` up to `options.epochs`, validating and saving
+/// after each; returns whether it was interrupted (then `last` holds the run so far).
+fn epochs(
+    model: &mut Model,
+    adam: &mut Adam,
+    sets: &Sets,
+    options: &TrainOptions,
+    checkpoints: &Checkpoints,
+    history: &mut Vec<EpochLog>,
+    stop: &AtomicBool,
+) -> Result<bool, TrainError> {
+    let mut best = history.iter().map(|e| e.val_loss).min_by(f64::total_cmp);
     for epoch in history.len() + 1..=options.epochs {
-        let Some(trained) = train_epoch(&model, &mut adam, &sets.train, options, epoch, &stop)?
-        else {
-            interrupted = true;
+        let Some(trained) = train_epoch(model, adam, &sets.train, options, epoch, stop)? else {
             tracing::warn!(
                 "interrupted in epoch {epoch}: saving {} and stopping",
-                paths.last.display()
+                checkpoints.last.display()
             );
-            save(&mut model, &run, &history, &paths.last).map_err(TrainError::Failed)?;
-            adam.save(&paths.optimizer).map_err(TrainError::Failed)?;
-            break;
+            checkpoints.save(model, adam, history, false)?;
+            return Ok(true);
         };
-        let (val, _) = evaluate_prepared(&model, &sets.validation, &dataset.classes)
+        let (val, _) = evaluate_prepared(model, &sets.validation, &model.spec.classes)
             .map_err(TrainError::Failed)?;
         let entry = EpochLog {
             epoch,
@@ -268,44 +185,14 @@ pub fn train(options: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSumma
             entry.seconds
         );
         history.push(entry.clone());
-        append_log(&paths.log, &entry).map_err(TrainError::Failed)?;
-        save(&mut model, &run, &history, &paths.last).map_err(TrainError::Failed)?;
-        adam.save(&paths.optimizer).map_err(TrainError::Failed)?;
-        if best.as_ref().is_none_or(|b| entry.val_loss < b.val_loss) {
-            save(&mut model, &run, &history, &paths.best).map_err(TrainError::Failed)?;
-            best = Some(entry);
+        checkpoints.log(&entry)?;
+        let improved = best.is_none_or(|b| entry.val_loss < b);
+        if improved {
+            best = Some(entry.val_loss);
         }
+        checkpoints.save(model, adam, history, improved)?;
     }
-    let mut skipped = sets.skipped;
-    skipped.splice(0..0, dataset.skipped.iter().cloned());
-    let mut notes = dataset.notes.clone();
-    notes.extend(sets.notes);
-    Ok(TrainSummary {
-        epochs_done: history.len(),
-        best,
-        skipped,
-        notes,
-        interrupted,
-    })
-}
-
-/// The files of a training run.
-struct RunPaths {
-    last: PathBuf,
-    best: PathBuf,
-    optimizer: PathBuf,
-    log: PathBuf,
-}
-
-impl RunPaths {
-    fn new(out: &Path) -> RunPaths {
-        RunPaths {
-            last: out.join("last.safetensors"),
-            best: out.join("best.safetensors"),
-            optimizer: out.join("optimizer.safetensors"),
-            log: out.join("train-log.jsonl"),
-        }
-    }
+    Ok(false)
 }
 
 /// The model training starts from — `--resume`'s last checkpoint, `--init`'s base
@@ -316,7 +203,7 @@ fn starting_model(
     dataset: &Dataset,
 ) -> Result<(Model, Option<serde_json::Value>), TrainError> {
     if options.resume {
-        let last = RunPaths::new(&options.out).last;
+        let last = options.out.join("last.safetensors");
         let model = Model::load(&last, options.device)
             .map_err(|e| TrainError::Model(format!("--resume: {e}")))?;
         if model.spec.classes != dataset.classes {
@@ -398,19 +285,8 @@ fn prepare_sets(
                 .iter()
                 .position(|l| *l == clip.label)
                 .unwrap_or(0) as i64;
-            let prepared = cache.get(model, clip).and_then(|features| {
-                let images = if options.freeze_image {
-                    Some(cache.image_embeddings(model, clip, &features)?)
-                } else {
-                    None
-                };
-                Ok((0..features.clips()).map(move |index| Prepared {
-                    features: features.clone(),
-                    images: images.clone(),
-                    index,
-                    class,
-                }))
-            });
+            let prepared =
+                Prepared::recording(&mut cache, model, clip, class, options.freeze_image);
             match prepared {
                 Ok(clips) => out.extend(clips),
                 Err(reason) => {
@@ -571,52 +447,4 @@ fn clip_notes(classes: &[String], train: &[Prepared], validation: &[Prepared]) -
         }
     }
     notes
-}
-
-/// What every saved model records about the run that made it.
-struct RunRecord {
-    details: BTreeMap<String, serde_json::Value>,
-}
-
-fn save(
-    model: &mut Model,
-    run: &RunRecord,
-    history: &[EpochLog],
-    path: &Path,
-) -> Result<(), String> {
-    let mut provenance = Provenance::new("train");
-    provenance.details = run.details.clone();
-    provenance
-        .details
-        .insert("epochs".to_string(), json!(history.len()));
-    provenance
-        .details
-        .insert("last_epoch".to_string(), json!(history.last()));
-    model.provenance = provenance;
-    let temporary = path.with_extension("partial");
-    model
-        .save(&temporary)
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            std::fs::rename(&temporary, path).map_err(|e| format!("{}: {e}", path.display()))
-        })
-}
-
-fn append_log(path: &Path, entry: &EpochLog) -> Result<(), String> {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    writeln!(file, "{}", json!(entry)).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// The epochs logged so far (a training log beside a model file).
-pub fn read_log(path: &Path) -> Vec<EpochLog> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }

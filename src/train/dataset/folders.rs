@@ -16,6 +16,57 @@ pub const MEDIA_EXTENSIONS: &[&str] = &["mp4", "m4v", "mov", "mkv", "webm", "avi
 /// `meta.csv` plus the stream, start time and gaps of each clip.
 pub const RECORDINGS: &str = "recordings.csv";
 
+/// A file's extension, lower case.
+fn extension(file: &Path) -> String {
+    file.extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default()
+}
+
+/// A label folder's files by name without extension — a WAV and a video of the same
+/// name are one recording: (the WAV, the videos). Other files are skipped, with why.
+fn by_stem(
+    files: Vec<PathBuf>,
+    skipped: &mut Vec<Skip>,
+) -> BTreeMap<PathBuf, (Option<PathBuf>, Vec<PathBuf>)> {
+    let mut by_stem: BTreeMap<PathBuf, (Option<PathBuf>, Vec<PathBuf>)> = BTreeMap::new();
+    for file in files {
+        let extension = extension(&file);
+        let entry = by_stem.entry(file.with_extension("")).or_default();
+        if extension == "wav" {
+            entry.0 = Some(file);
+        } else if MEDIA_EXTENSIONS.contains(&extension.as_str()) {
+            entry.1.push(file);
+        } else {
+            skipped.push(Skip {
+                file: file.display().to_string(),
+                reason: format!(
+                    "not a media file avscene reads (wav with a video of the same name, or {})",
+                    MEDIA_EXTENSIONS.join(", ")
+                ),
+            });
+        }
+    }
+    by_stem
+}
+
+/// Media dropped beside the label folders: it has no label.
+fn loose_media(root: &Path) -> Vec<Skip> {
+    let mut loose = Vec::new();
+    walk(root, &mut loose, false);
+    loose
+        .into_iter()
+        .filter(|file| {
+            let extension = extension(file);
+            extension == "wav" || MEDIA_EXTENSIONS.contains(&extension.as_str())
+        })
+        .map(|file| Skip {
+            file: file.display().to_string(),
+            reason: "not in a label folder: ignored (move it into DIR/<label>/)".into(),
+        })
+        .collect()
+}
+
 pub(super) fn read(root: &Path) -> Result<Listing, DatasetError> {
     let locations = recorded_locations(root)?;
     let mut skipped = Vec::new();
@@ -25,28 +76,7 @@ pub(super) fn read(root: &Path) -> Result<Listing, DatasetError> {
         labels += 1;
         let mut files = Vec::new();
         walk(&dir, &mut files, true);
-        // By name without extension: a WAV and a video of the same name are one recording.
-        let mut by_stem: BTreeMap<PathBuf, (Option<PathBuf>, Vec<PathBuf>)> = BTreeMap::new();
-        for file in files {
-            let extension = file
-                .extension()
-                .map(|e| e.to_string_lossy().to_lowercase())
-                .unwrap_or_default();
-            let entry = by_stem.entry(file.with_extension("")).or_default();
-            if extension == "wav" {
-                entry.0 = Some(file);
-            } else if MEDIA_EXTENSIONS.contains(&extension.as_str()) {
-                entry.1.push(file);
-            } else {
-                skipped.push(Skip {
-                    file: file.display().to_string(),
-                    reason: format!(
-                        "not a media file avscene reads (wav with a video of the same name, or {})",
-                        MEDIA_EXTENSIONS.join(", ")
-                    ),
-                });
-            }
-        }
+        let by_stem = by_stem(files, &mut skipped);
         let before = recordings.len();
         for (stem, (wav, videos)) in by_stem {
             let mut videos = videos.into_iter();
@@ -91,21 +121,7 @@ pub(super) fn read(root: &Path) -> Result<Listing, DatasetError> {
     if labels == 0 {
         return Err(DatasetError::NotFound(root.to_path_buf()));
     }
-    // Media dropped beside the label folders has no label.
-    let mut loose = Vec::new();
-    walk(root, &mut loose, false);
-    for file in loose {
-        let extension = file
-            .extension()
-            .map(|e| e.to_string_lossy().to_lowercase())
-            .unwrap_or_default();
-        if extension == "wav" || MEDIA_EXTENSIONS.contains(&extension.as_str()) {
-            skipped.push(Skip {
-                file: file.display().to_string(),
-                reason: "not in a label folder: ignored (move it into DIR/<label>/)".into(),
-            });
-        }
-    }
+    skipped.extend(loose_media(root));
     Ok(Listing {
         layout: Layout::FolderPerLabel,
         recordings,

@@ -151,7 +151,29 @@ pub fn inspect(root: &Path, seed: u64) -> Result<DatasetInfo, DatasetError> {
             ));
         }
     }
-    let (split, cannot_train) = match Dataset::open(root, seed) {
+    let (split, cannot_train) = would_train(root, seed, &mut notes);
+    Ok(DatasetInfo {
+        root: root.to_path_buf(),
+        layout: listing.layout,
+        recordings: labels.values().map(|l| l.recordings).sum(),
+        clips: labels.values().map(|l| l.clips).sum(),
+        seconds: labels.values().map(|l| l.seconds).sum(),
+        labels,
+        split,
+        cannot_train,
+        problems,
+        notes,
+    })
+}
+
+/// What training would find: its split, or why it cannot train; the dataset's notes are
+/// added to `notes`.
+fn would_train(
+    root: &Path,
+    seed: u64,
+    notes: &mut Vec<String>,
+) -> (Option<String>, Option<String>) {
+    match Dataset::open(root, seed) {
         Ok(dataset) => match dataset.check_trainable() {
             Err(e) => (None, Some(e.to_string())),
             Ok(()) => {
@@ -172,17 +194,5 @@ pub fn inspect(root: &Path, seed: u64) -> Result<DatasetInfo, DatasetError> {
             }
         },
         Err(e) => (None, Some(e.to_string())),
-    };
-    Ok(DatasetInfo {
-        root: root.to_path_buf(),
-        layout: listing.layout,
-        recordings: labels.values().map(|l| l.recordings).sum(),
-        clips: labels.values().map(|l| l.clips).sum(),
-        seconds: labels.values().map(|l| l.seconds).sum(),
-        labels,
-        split,
-        cannot_train,
-        problems,
-        notes,
-    })
+    }
 }

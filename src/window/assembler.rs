@@ -1,19 +1,13 @@
-//! Sliding audio-visual windows: each stream's audio and frames, placed by their
-//! timestamps (running time), cut into 10 s windows every hop. Gaps are filled with
-//! silence and missing frames by the previous frame, and every fill is counted on the
-//! window, so nothing about a fault is hidden and nothing crashes. Memory is bounded by
-//! one window (plus the half-second of audio before it that OpenL3's first frame needs).
+//! The window assembler: one stream's timestamped audio and frames placed on its
+//! timeline and cut into windows every hop, gaps filled and counted. (Over half of this
+//! file is its tests: the timeline cases are many.)
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
-use crate::features::{
-    AUDIO_FRAME_HOP, IMAGE_BYTES, IMAGES, LEAD_SAMPLES, SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS,
-};
-use crate::problems::Problems;
+use super::{Window, WindowConfig};
+use crate::features::{IMAGE_BYTES, IMAGES, LEAD_SAMPLES, SAMPLE_RATE, WINDOW_SAMPLES};
 
 /// At the end of a file, a last window short of this much audio is padded (0.5 s).
 pub const END_TOLERANCE: u64 = SAMPLE_RATE / 2;
@@ -21,108 +15,6 @@ pub const END_TOLERANCE: u64 = SAMPLE_RATE / 2;
 const NS_PER_S: u64 = 1_000_000_000;
 /// Timestamp jitter within which audio buffers count as contiguous (1 ms).
 const JITTER_SAMPLES: u64 = 48;
-
-/// `[window]` settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WindowConfig {
-    /// Window length in seconds; the model needs 10.
-    pub length_s: f64,
-    /// Time between consecutive windows in seconds: a multiple of 0.1 s (the OpenL3 frame
-    /// grid) and at most the length.
-    pub hop_s: f64,
-}
-
-impl Default for WindowConfig {
-    fn default() -> Self {
-        WindowConfig {
-            length_s: WINDOW_SECONDS,
-            hop_s: 1.0,
-        }
-    }
-}
-
-impl WindowConfig {
-    pub fn validate(&self, problems: &mut Problems) {
-        if self.length_s != WINDOW_SECONDS {
-            problems.push(
-                "window.length_s",
-                format!(
-                    "must be {WINDOW_SECONDS} (the model classifies 10 s windows), not {}",
-                    self.length_s
-                ),
-            );
-        }
-        if self.hop_s.is_nan() || self.hop_s <= 0.0 {
-            problems.push(
-                "window.hop_s",
-                format!("must be positive, not {}", self.hop_s),
-            );
-        } else if self.hop_s > self.length_s {
-            problems.push(
-                "window.hop_s",
-                format!(
-                    "{} s is longer than the window ({} s): audio between windows would never be classified",
-                    self.hop_s, self.length_s
-                ),
-            );
-        } else if ((self.hop_s * 10.0).round() - self.hop_s * 10.0).abs() > 1e-9 {
-            problems.push(
-                "window.hop_s",
-                format!(
-                    "must be a multiple of 0.1 s (the audio frame grid), not {}",
-                    self.hop_s
-                ),
-            );
-        }
-    }
-
-    /// The hop in samples (a multiple of 4800).
-    pub fn hop_samples(&self) -> u64 {
-        (self.hop_s * 10.0).round() as u64 * (SAMPLE_RATE / 10)
-    }
-}
-
-/// One 10 s window of one stream.
-#[derive(Debug, Clone)]
-pub struct Window {
-    pub stream: Arc<str>,
-    /// Index of the window since the stream (re)started.
-    pub seq: u64,
-    /// Stream time of the window's start and end, in samples at 48 kHz since the stream's
-    /// first audio buffer.
-    pub start_sample: u64,
-    /// Wall-clock time of the start and end.
-    pub start_wall: SystemTime,
-    pub end_wall: SystemTime,
-    /// Exactly [`WINDOW_SAMPLES`] mono samples.
-    pub audio: Vec<f32>,
-    /// The [`LEAD_SAMPLES`] before the window (zeros before the stream began).
-    pub audio_lead: Vec<f32>,
-    /// Exactly [`IMAGES`] RGB frames of [`IMAGE_BYTES`]; consecutive windows share
-    /// them.
-    pub frames: Vec<Arc<[u8]>>,
-    /// Samples of the window that are silence inserted for missing audio.
-    pub filled_samples: usize,
-    /// Frames of the window that repeat an earlier frame (or are black) because none
-    /// arrived for their second.
-    pub filled_frames: usize,
-    /// When the window was complete (for queue-wait and staleness).
-    pub ready_at: std::time::Instant,
-}
-
-impl Window {
-    /// Position of the window's first OpenL3 frame on the stream's 0.1 s grid.
-    pub fn first_frame_position(&self) -> u64 {
-        self.start_sample / AUDIO_FRAME_HOP as u64
-    }
-
-    /// Root mean square of the audio.
-    pub fn audio_rms(&self) -> f32 {
-        let sum: f64 = self.audio.iter().map(|&s| (s as f64) * (s as f64)).sum();
-        (sum / self.audio.len().max(1) as f64).sqrt() as f32
-    }
-}
 
 /// Counters of what the assembler had to repair.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
