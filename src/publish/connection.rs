@@ -130,25 +130,27 @@ fn tls_transport(tls: &super::TlsConfig) -> Result<rumqttc::Transport, MqttError
 /// Turn a connection error into the explanation a user needs.
 pub fn explain(error: &ConnectionError, config: &MqttConfig) -> MqttError {
     let address = format!("{}:{}", config.host, config.port);
-    let text = error.to_string();
     if let Some(tls) = &config.tls {
-        if text.contains("UnknownIssuer") || text.contains("BadSignature") {
-            return MqttError::TlsUntrusted {
-                address,
-                ca_file: tls.ca_file.clone(),
-            };
-        }
-        if text.contains("NotValidForName") {
-            return MqttError::TlsWrongName {
-                address,
-                host: config.host.clone(),
-            };
-        }
-        if text.contains("certificate") || text.contains("TLS") || text.contains("tls") {
-            return MqttError::Tls {
-                address,
-                reason: text,
-            };
+        match tls_failure(error) {
+            Some(TlsFailure::Untrusted) => {
+                return MqttError::TlsUntrusted {
+                    address,
+                    ca_file: tls.ca_file.clone(),
+                };
+            }
+            Some(TlsFailure::WrongName) => {
+                return MqttError::TlsWrongName {
+                    address,
+                    host: config.host.clone(),
+                };
+            }
+            Some(TlsFailure::Other) => {
+                return MqttError::Tls {
+                    address,
+                    reason: error.to_string(),
+                };
+            }
+            None => {}
         }
     }
     match error {
@@ -178,6 +180,47 @@ pub fn explain(error: &ConnectionError, config: &MqttConfig) -> MqttError {
         },
         other => MqttError::Other(format!("{address}: {other}")),
     }
+}
+
+/// How a TLS connection failed, read from the error's type (rustls' certificate error,
+/// which the handshake hands on inside an I/O error).
+enum TlsFailure {
+    /// The broker's certificate is not signed by the configured CA.
+    Untrusted,
+    /// It is, but for another host name.
+    WrongName,
+    Other,
+}
+
+#[cfg(feature = "tls")]
+fn tls_failure(error: &ConnectionError) -> Option<TlsFailure> {
+    use rumqttc::TlsError;
+    use rumqttc::tokio_rustls::rustls::{CertificateError, Error as Rustls};
+    let rustls = |e: &std::io::Error| {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<Rustls>())
+            .cloned()
+    };
+    let found = match error {
+        ConnectionError::Tls(TlsError::TLS(e)) => Some(e.clone()),
+        ConnectionError::Tls(TlsError::Io(e)) | ConnectionError::Io(e) => rustls(e),
+        ConnectionError::Tls(_) => return Some(TlsFailure::Other),
+        _ => None,
+    }?;
+    Some(match found {
+        Rustls::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => TlsFailure::Untrusted,
+        Rustls::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => TlsFailure::WrongName,
+        _ => TlsFailure::Other,
+    })
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_failure(_: &ConnectionError) -> Option<TlsFailure> {
+    None
 }
 
 /// What `mqtt-test` found.
