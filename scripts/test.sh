@@ -14,5 +14,23 @@ fi
 for tool in /usr/sbin/mosquitto mosquitto_passwd gst-launch-1.0; do
   command -v "$tool" >/dev/null || { echo "test.sh: $tool is missing: run scripts/setup.sh" >&2; exit 2; }
 done
+# Steps a test cannot run on this machine fail unless skipped on purpose, with the reason:
+# say here what the set-up did not install.
+skip=${AVSCENE_TEST_SKIP:-}
+has_torch() {
+  for python in "${AVSCENE_TEST_PYTHON:-}" "$repo/.deps/torch-venv/bin/python"; do
+    [ -n "$python" ] && "$python" -c 'import torch, safetensors' >/dev/null 2>&1 && return 0
+  done
+  return 1
+}
+if ! has_torch; then
+  echo "test.sh: skipping the PyTorch end-to-end import check: no Python with torch (scripts/setup.sh --cuda makes one, or set AVSCENE_TEST_PYTHON)" >&2
+  skip="${skip:+$skip,}python-torch"
+fi
+if ! command -v systemd-analyze >/dev/null; then
+  echo "test.sh: skipping the systemd unit check: systemd-analyze is not installed" >&2
+  skip="${skip:+$skip,}systemd-analyze"
+fi
+export AVSCENE_TEST_SKIP="$skip"
 # --release: the tests reuse the release build of torch-sys's C++ (no second compile).
 cargo test --release --locked "$@"

@@ -55,15 +55,8 @@ fn start(settings: &Settings, capacity: usize) -> (Vec<StreamHandle>, Receiver<W
     (handles, rx)
 }
 
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + timeout;
-    while Instant::now() < until {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    done()
+fn wait_until(timeout: Duration, done: impl FnMut() -> bool) -> bool {
+    common::wait_until(timeout.as_secs_f64(), done)
 }
 
 const SYNTHETIC: &str = r#"

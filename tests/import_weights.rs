@@ -256,8 +256,9 @@ fn torch_python() -> Option<PathBuf> {
 #[test]
 fn real_pytorch_checkpoints_convert_and_import_exactly() {
     let Some(python) = torch_python() else {
-        eprintln!(
-            "skipped: no Python with torch (set AVSCENE_TEST_PYTHON or run scripts/setup.sh --cuda)"
+        common::cannot_run(
+            "python-torch",
+            "no Python with torch (set AVSCENE_TEST_PYTHON or run scripts/setup.sh --cuda)",
         );
         return;
     };

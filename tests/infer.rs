@@ -147,18 +147,16 @@ fn the_worker_batches_classifies_and_drops_stale_windows() {
     assert!(got.windows(2).all(|p| p[1].seq == p[0].seq + 1), "in order");
 
     // Windows that already waited longer than stale_after_s are dropped and counted.
+    // (They became complete 2 s ago: older than stale_after_s.)
     let old = synthetic_windows("late", 12, 6);
-    std::thread::sleep(Duration::from_millis(600));
-    for w in old.iter().cloned() {
+    for mut w in old.iter().cloned() {
+        w.ready_at -= Duration::from_secs(2);
         tx.send(w).unwrap();
     }
     let stats = worker.stats.clone();
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while stats.stale.load(std::sync::atomic::Ordering::Relaxed) < old.len() as u64
-        && std::time::Instant::now() < until
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_until(10.0, || {
+        stats.stale.load(std::sync::atomic::Ordering::Relaxed) >= old.len() as u64
+    });
     assert_eq!(
         stats.stale.load(std::sync::atomic::Ordering::Relaxed),
         old.len() as u64
@@ -179,13 +177,18 @@ fn the_worker_heartbeat_tells_a_hung_worker_from_an_idle_one() {
     let (results, _results) = crossbeam_channel::bounded(4);
     let config = InferenceConfig::default();
     let worker = spawn_worker(engine(true, 1), &config, 1, rx, results).unwrap();
-    std::thread::sleep(Duration::from_millis(600));
-    assert!(worker.stats.is_alive(Duration::from_millis(300)));
-    // Stats nobody updates are what a worker stuck in a call leaves behind.
+    let started = std::time::Instant::now();
+    // Stats nobody updates are what a worker stuck in a call leaves behind: their
+    // heartbeat ages with the clock, while the idle worker's stays fresh.
     let stuck = WorkerStats::default();
-    std::thread::sleep(Duration::from_millis(400));
-    assert!(!stuck.is_alive(Duration::from_millis(300)));
-    assert!(stuck.is_alive(Duration::from_secs(5)));
+    let floor = Duration::from_millis(300);
+    assert!(common::wait_until(10.0, || !stuck.is_alive(floor)));
+    assert!(started.elapsed() > floor);
+    assert!(
+        common::wait_until(10.0, || worker.stats.is_alive(floor)),
+        "an idle worker's heartbeat stays fresh"
+    );
+    assert!(stuck.is_alive(Duration::from_secs(60)));
     assert!(worker.stop().is_some());
 }
 

@@ -4,14 +4,14 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use avscene::infer::SceneResult;
 use avscene::model::TAU_CLASSES;
 use avscene::publish::{MqttConfig, Publisher};
-use common::Broker;
+use common::{Broker, Subscriber, retained_when, wait_until};
 
 fn config(port: u16) -> MqttConfig {
     MqttConfig {
@@ -51,38 +51,24 @@ fn porch_publisher(config: &MqttConfig) -> Publisher {
     Publisher::start(config, &["porch".into()], &classes(), "full-test").unwrap()
 }
 
-/// `mosquitto_sub -v` for `count` messages on `topic` (or 10 s).
-fn subscribe(port: u16, topic: &str, count: usize) -> Child {
-    let child = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            topic,
-            "-v",
-            "-C",
-            &count.to_string(),
-            "-W",
-            "10",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300)); // let it subscribe
-    child
+/// A subscriber, subscribed before this returns, for `count` messages on `topic`.
+fn subscribe(port: u16, topic: &str, count: usize) -> Subscriber {
+    Subscriber::start(port, topic, count)
 }
 
-fn lines(child: Child) -> Vec<(String, String)> {
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            l.split_once(' ')
-                .map(|(t, p)| (t.to_string(), p.to_string()))
-        })
-        .collect()
+fn lines(subscriber: Subscriber) -> Vec<(String, String)> {
+    subscriber.messages()
+}
+
+fn load(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    counter.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn connected(publisher: &Publisher) -> bool {
+    publisher
+        .stats
+        .connected
+        .load(std::sync::atomic::Ordering::Relaxed)
 }
 
 #[test]
@@ -143,9 +129,8 @@ fn a_vanished_publisher_leaves_offline_by_last_will() {
     let online = lines(subscribe(broker.port, "avscene/status", 1));
     assert_eq!(online[0].1, "online");
     publisher.abort();
-    std::thread::sleep(Duration::from_millis(300));
-    let status = lines(subscribe(broker.port, "avscene/status", 1));
-    assert_eq!(status[0].1, "offline");
+    let status = retained_when(broker.port, "avscene/status", 5.0, |s| s == "offline");
+    assert_eq!(status, "offline");
 }
 
 #[test]
@@ -212,40 +197,29 @@ fn messages_produced_while_the_broker_is_down_arrive_in_order_afterwards() {
         .output()
         .unwrap();
     let publisher = porch_publisher(&config(broker.port));
+    // Seen by a live subscriber: the first message has reached the broker.
+    let watcher = subscribe(broker.port, "avscene/porch/scene", 1);
     publisher.publish(result("porch", 0, 1));
-    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lines(watcher).len(), 1);
     broker.stop();
+    assert!(
+        wait_until(10.0, || !connected(&publisher)),
+        "the broker's end was not seen"
+    );
     for seq in 1..=5 {
         publisher.publish(result("porch", seq, 1));
     }
-    std::thread::sleep(Duration::from_millis(300));
     assert!(
-        publisher
-            .stats
-            .outbox
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 5,
+        wait_until(10.0, || load(&publisher.stats.outbox) >= 5),
         "waiting in the outbox"
     );
     broker.restart();
-    let until = std::time::Instant::now() + Duration::from_secs(40);
-    while !(publisher
-        .stats
-        .connected
-        .load(std::sync::atomic::Ordering::Relaxed)
-        && publisher
-            .stats
-            .outbox
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 0)
-    {
-        assert!(
-            std::time::Instant::now() < until,
-            "the publisher did not reconnect"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        wait_until(40.0, || connected(&publisher)
+            && load(&publisher.stats.outbox) == 0),
+        "the publisher did not reconnect"
+    );
+    // The consumer collects its session's messages (waiting up to 5 s for all six).
     let out = Command::new("mosquitto_sub")
         .args(session)
         .args(["-C", "6", "-W", "5"])
@@ -276,30 +250,22 @@ fn beyond_the_outbox_bound_the_oldest_are_dropped_and_counted() {
     let mut cfg = config(broker.port);
     cfg.outbox_capacity = 4;
     let publisher = porch_publisher(&cfg);
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(wait_until(10.0, || connected(&publisher)));
     broker.stop();
     // Wait until the publisher has seen the broker go (a loaded machine takes a moment):
     // before that, messages still go to the connection instead of the outbox.
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while publisher
-        .stats
-        .connected
-        .load(std::sync::atomic::Ordering::Relaxed)
-        && std::time::Instant::now() < until
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(wait_until(10.0, || !connected(&publisher)));
     // 10 results: 10 scene messages + 1 state message, into an outbox of 4.
     for seq in 0..10 {
         publisher.publish(result("porch", seq, 2));
     }
-    std::thread::sleep(Duration::from_millis(300));
     let stats = &publisher.stats;
-    assert_eq!(stats.outbox.load(std::sync::atomic::Ordering::Relaxed), 4);
-    assert_eq!(
-        stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
-        11 - 4
+    assert!(
+        wait_until(10.0, || load(&stats.dropped) == 11 - 4),
+        "dropped {}",
+        load(&stats.dropped)
     );
+    assert_eq!(load(&stats.outbox), 4);
     publisher.abort();
 }
 
@@ -314,35 +280,36 @@ fn a_removed_stream_disappears_from_home_assistant() {
     )
     .unwrap();
     publisher.publish(result("yard", 0, 3));
-    let retained = |topic: &str| common::first_message(broker.port, topic, 1);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        retained("homeassistant/sensor/avscene_yard/scene/config").contains("avscene_yard_scene")
-    );
-    assert_eq!(retained("avscene/yard/state"), "metro_station");
-    publisher.remove_stream("yard");
-    std::thread::sleep(Duration::from_millis(300));
+    let retained = |topic: &str, expected: &dyn Fn(&str) -> bool| {
+        retained_when(broker.port, topic, 10.0, expected)
+    };
+    let yard = "homeassistant/sensor/avscene_yard/scene/config";
+    assert!(retained(yard, &|p| p.contains("avscene_yard_scene")).contains("avscene_yard_scene"));
     assert_eq!(
-        retained("homeassistant/sensor/avscene_yard/scene/config"),
-        "",
-        "config cleared"
+        retained("avscene/yard/state", &|p| !p.is_empty()),
+        "metro_station"
     );
-    assert_eq!(retained("avscene/yard/state"), "");
-    assert!(
-        retained("homeassistant/sensor/avscene_porch/scene/config").contains("avscene_porch_scene")
-    );
-    // A result of the removed stream still in flight does not bring its state back.
+    publisher.remove_stream("yard");
+    assert_eq!(retained(yard, &str::is_empty), "", "config cleared");
+    assert_eq!(retained("avscene/yard/state", &str::is_empty), "");
+    let porch = "homeassistant/sensor/avscene_porch/scene/config";
+    assert!(retained(porch, &|p| !p.is_empty()).contains("avscene_porch_scene"));
+    // A result of the removed stream still in flight does not bring its state back: once
+    // a later message (shed's config) is out, yard's state is still clear.
     publisher.publish(result("yard", 1, 5));
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(retained("avscene/yard/state"), "");
 
     // A stream added on reload is described and published.
     publisher.add_stream("shed");
     publisher.publish(result("shed", 0, 3));
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        retained("homeassistant/sensor/avscene_shed/scene/config").contains("avscene_shed_scene")
+    let shed = "homeassistant/sensor/avscene_shed/scene/config";
+    assert!(retained(shed, &|p| !p.is_empty()).contains("avscene_shed_scene"));
+    assert_eq!(
+        retained("avscene/shed/state", &|p| !p.is_empty()),
+        "metro_station"
     );
-    assert_eq!(retained("avscene/shed/state"), "metro_station");
+    assert_eq!(
+        common::first_message(broker.port, "avscene/yard/state", 1),
+        ""
+    );
     publisher.stop();
 }

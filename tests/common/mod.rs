@@ -152,43 +152,60 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Start mosquitto with `extra` configuration lines (the listener is added here).
+    /// Start mosquitto with `extra` configuration lines (the listener is added here), on
+    /// a free port: one that another process takes first is given up for another.
     pub fn start(extra: &str) -> Broker {
         let dir = tempdir();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\npersistence false\n{extra}\n"),
-        )
-        .unwrap();
-        let child = Self::spawn(&conf, port);
-        Broker {
-            port,
-            child,
-            conf,
-            _dir: dir,
+        for _ in 0..20 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            std::fs::write(
+                &conf,
+                format!("listener {port} 127.0.0.1\npersistence false\n{extra}\n"),
+            )
+            .unwrap();
+            if let Some(child) = Self::spawn(&conf) {
+                return Broker {
+                    port,
+                    child,
+                    conf,
+                    _dir: dir,
+                };
+            }
         }
+        panic!("mosquitto found no free port in 20 tries");
     }
 
-    fn spawn(conf: &std::path::Path, port: u16) -> std::process::Child {
-        let child = std::process::Command::new("/usr/sbin/mosquitto")
+    /// Run mosquitto on `conf`; `None` when it cannot listen (the port was taken). It
+    /// says "running" once its listener is open — ours, not another process's.
+    fn spawn(conf: &std::path::Path) -> Option<std::process::Child> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("/usr/sbin/mosquitto")
             .arg("-c")
             .arg(conf)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("mosquitto (scripts/setup.sh installs it)");
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < until, "mosquitto did not start");
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut log = std::io::BufReader::new(child.stderr.take()?).lines();
+        let running = log
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|l| l.contains(" running") || l.contains("Error"))
+            .is_some_and(|l| l.contains(" running"));
+        // Keep reading its log, or a full pipe would stall it.
+        std::thread::spawn(move || log.for_each(drop));
+        if running {
+            Some(child)
+        } else {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
         }
-        child
     }
 
     /// Stop the broker as its service manager would (SIGTERM: it saves its persistence).
@@ -202,7 +219,7 @@ impl Broker {
 
     /// Start it again on the same port with the same configuration.
     pub fn restart(&mut self) {
-        self.child = Self::spawn(&self.conf, self.port);
+        self.child = Self::spawn(&self.conf).expect("mosquitto restarts on its port");
     }
 
     /// A directory for files the broker configuration refers to, readable by the
@@ -281,4 +298,116 @@ pub fn messages(port: u16, topic: &str, count: usize, seconds: u64) -> Vec<Strin
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// Wait, up to `seconds`, until `ready` holds; polls every 20 ms. Returns whether it did.
+/// A readiness wait: it ends as soon as the condition is met, never a fixed delay.
+pub fn wait_until(seconds: f64, mut ready: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds);
+    loop {
+        if ready() {
+            return true;
+        }
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The retained message on `topic` once `expected` holds for it ("" when none is
+/// retained), waiting up to `seconds`; the last one seen otherwise.
+pub fn retained_when(
+    port: u16,
+    topic: &str,
+    seconds: f64,
+    expected: impl Fn(&str) -> bool,
+) -> String {
+    let mut last = String::new();
+    wait_until(seconds, || {
+        // A retained message comes at once; none within a second means none is retained.
+        last = first_message(port, topic, 1);
+        expected(&last)
+    });
+    last
+}
+
+/// A `mosquitto_sub -v` that has its subscription acknowledged by the broker before
+/// `start` returns (it watches for the SUBACK), collecting `count` messages (or 10 s).
+pub struct Subscriber {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Subscriber {
+    pub fn start(port: u16, topic: &str, count: usize) -> Subscriber {
+        use std::io::BufRead;
+        // Line-buffered, or the SUBACK line would wait in stdio's buffer until the end.
+        let mut child = std::process::Command::new("stdbuf")
+            .args(["-oL", "mosquitto_sub"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                topic,
+                "-v",
+                "-d",
+            ])
+            .args(["-C", &count.to_string(), "-W", "10"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let subscribed = lines
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .into_iter()
+            .chain(lines.iter())
+            .find(|l| l.contains("received SUBACK"));
+        assert!(
+            subscribed.is_some(),
+            "mosquitto_sub got no SUBACK for {topic}"
+        );
+        Subscriber { child, lines }
+    }
+
+    /// The (topic, payload) of the messages, once it has them all (or gave up).
+    pub fn messages(mut self) -> Vec<(String, String)> {
+        let _ = self.child.wait();
+        // -d writes its own lines ("Client … received PUBLISH …"); -v lines are the messages.
+        self.lines
+            .iter()
+            .filter(|l| !l.starts_with("Client ") && !l.starts_with("Subscribed"))
+            .filter_map(|l| {
+                l.split_once(' ')
+                    .map(|(t, p)| (t.to_string(), p.to_string()))
+            })
+            .collect()
+    }
+}
+
+/// A step this machine cannot run. Skipped, with the reason printed, only when the run
+/// says so — `AVSCENE_TEST_SKIP` lists the step (scripts/test.sh sets it for what the
+/// set-up did not install, and says so) — otherwise a failure: no step passes silently.
+pub fn cannot_run(step: &str, reason: &str) {
+    let skip = std::env::var("AVSCENE_TEST_SKIP").unwrap_or_default();
+    if skip.split(',').any(|s| s.trim() == step) {
+        println!("SKIPPED {step}: {reason}");
+        return;
+    }
+    panic!(
+        "cannot run step '{step}': {reason} (set AVSCENE_TEST_SKIP={step} to skip it on purpose)"
+    );
 }
