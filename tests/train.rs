@@ -55,7 +55,9 @@ fn a_synthetic_set_trains_evaluates_resumes_and_serves() {
     let cache = dir.path().join("cache");
     let cache = cache.display().to_string();
     let train = |epochs: &str, resume: bool| {
-        let mut extra = vec!["--lr", "1e-3", "--batch", "4", "--cache", &cache];
+        // 3e-4: at 1e-3 batches of 4 jolt the loss, and which epoch generalises best to
+        // the held-out location varies with the CPU's float rounding (CI saw 4/6).
+        let mut extra = vec!["--lr", "3e-4", "--batch", "4", "--cache", &cache];
         if resume {
             extra.push("--resume");
         }
