@@ -394,6 +394,45 @@ fn sighup_adds_and_removes_streams() {
 }
 
 #[test]
+fn daemons_sharing_a_client_id_are_told_so_and_default_ids_never_collide() {
+    let broker = Broker::start("allow_anonymous true");
+    let (one, two) = (common::tempdir(), common::tempdir());
+    // The same configured client id: the broker keeps closing one to let the other in.
+    let mut a = daemon(&write_config(one.path(), broker.port, ""));
+    let mut b = daemon(&write_config(two.path(), broker.port, ""));
+    let hint = "same client id";
+    let (log_a, log_b) = (a.log.clone(), b.log.clone());
+    let told = common::wait_until(60.0, || {
+        [&log_a, &log_b]
+            .iter()
+            .any(|l| l.lock().is_ok_and(|l| l.contains(hint)))
+    });
+    assert!(told, "a:\n{}\nb:\n{}", a.log(), b.log());
+    terminate(&mut a);
+    terminate(&mut b);
+
+    // The default client id (empty): each process its own; both publish side by side.
+    let default_id = [("AVSCENE__MQTT__CLIENT_ID", "")];
+    let mut a = daemon_with(&write_config(one.path(), broker.port, ""), &default_id);
+    let mut b = daemon_with(&write_config(two.path(), broker.port, ""), &default_id);
+    let mut runs = std::collections::BTreeSet::new();
+    common::wait_until(90.0, || {
+        for m in messages(broker.port, "avscene/demo/scene", 4, 5) {
+            let payload = m.split_once(' ').map(|(_, p)| p).unwrap_or_default();
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(payload) {
+                runs.insert(v["run"].as_str().unwrap_or_default().to_string());
+            }
+        }
+        runs.len() >= 2
+    });
+    assert_eq!(runs.len(), 2, "scene messages from both daemons: {runs:?}");
+    for d in [&mut a, &mut b] {
+        assert!(!d.log().contains(hint), "{}", d.log());
+        terminate(d);
+    }
+}
+
+#[test]
 fn a_dead_source_leaves_the_others_publishing() {
     let broker = Broker::start("allow_anonymous true");
     let dir = common::tempdir();

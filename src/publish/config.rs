@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::problems::Problems;
 
+/// The most messages `mqtt.outbox_capacity` may hold (a scene message is ≈ 0.5 kB).
+pub const MAX_OUTBOX: usize = 1_000_000;
+
 /// `[mqtt]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -14,10 +17,15 @@ pub struct MqttConfig {
     pub host: String,
     /// Broker port (1883 plain, usually 8883 with TLS).
     pub port: u16,
-    /// MQTT client id; empty means `avscene-<hostname>`.
+    /// MQTT client id; empty means `avscene-<hostname>-<process id>`, unique per process
+    /// (two daemons with one client id would disconnect each other).
     pub client_id: String,
-    /// Keep-alive interval in seconds (5..=65535).
+    /// Keep-alive interval in seconds (5..=65535). A broker that stops answering (a
+    /// half-open connection) is given up on within 1.5 × this.
     pub keep_alive_s: u64,
+    /// Longest one connection attempt may take, TCP and TLS handshake and CONNACK
+    /// included, in seconds (1..=300).
+    pub connect_timeout_s: u64,
     /// User name; the password is read from `password_file`, never from this file.
     pub username: Option<String>,
     /// File holding the password (first line); keep it readable by the avscene user only.
@@ -28,8 +36,8 @@ pub struct MqttConfig {
     pub qos: QoS,
     /// Topic prefix: messages go to `<prefix>/<stream>/scene`.
     pub topic_prefix: String,
-    /// Messages kept while the broker is unreachable; beyond this the oldest are dropped
-    /// and counted.
+    /// Messages kept until the broker acknowledges them (queued while it is away, and in
+    /// flight); beyond this the oldest queued are dropped and counted.
     pub outbox_capacity: usize,
     /// Publish Home Assistant MQTT discovery configs.
     pub discovery: bool,
@@ -97,6 +105,7 @@ impl Default for MqttConfig {
             port: 1883,
             client_id: String::new(),
             keep_alive_s: 30,
+            connect_timeout_s: 5,
             username: None,
             password_file: None,
             tls: None,
@@ -148,7 +157,10 @@ impl MqttConfig {
                 "mqtt.keep_alive_s",
                 format!("must be at least 5 seconds, not {}", self.keep_alive_s),
             );
+        } else {
+            problems.count("mqtt.keep_alive_s", self.keep_alive_s, 5..=65_535);
         }
+        problems.count("mqtt.connect_timeout_s", self.connect_timeout_s, 1..=300);
         if let Some(reason) = topic_problem(&self.topic_prefix) {
             problems.push(
                 "mqtt.topic_prefix",
@@ -163,9 +175,7 @@ impl MqttConfig {
                 );
             }
         }
-        if self.outbox_capacity == 0 {
-            problems.push("mqtt.outbox_capacity", "must be at least 1");
-        }
+        problems.count("mqtt.outbox_capacity", self.outbox_capacity, 1..=MAX_OUTBOX);
         match (&self.username, &self.password_file) {
             (None, Some(_)) => {
                 problems.push("mqtt.password_file", "is set but mqtt.username is not")

@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, QoS};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
+};
 
 use super::MqttConfig;
 
@@ -39,6 +41,18 @@ pub enum MqttError {
         "no answer from {address} within {seconds} s (a firewall, or a TLS port spoken to without TLS?)"
     )]
     Timeout { address: String, seconds: u64 },
+    #[error(
+        "the broker at {address} stopped answering (nothing for {seconds:.1} s, 1.5 × mqtt.keep_alive_s): reconnecting"
+    )]
+    Silent { address: String, seconds: f64 },
+    #[error(
+        "the broker at {address} closed the connection right after accepting it, {times} times in a row: is another client connected with the same client id '{client_id}'? (each client needs its own mqtt.client_id)"
+    )]
+    TakenOver {
+        address: String,
+        client_id: String,
+        times: u32,
+    },
     #[error("{}: cannot read: {source}", .file.display())]
     TlsFile {
         file: std::path::PathBuf,
@@ -68,7 +82,10 @@ pub fn read_password(file: &Path) -> Result<String, MqttError> {
     Ok(text.lines().next().unwrap_or("").to_string())
 }
 
-/// The client id: the configured one, else `avscene-<hostname>`.
+/// The client id: the configured one, else `avscene-<hostname>-<pid>`. The process id
+/// keeps two daemons on one host (the demo beside the installed service) from taking
+/// each other's connection; sessions are clean, so nothing on the broker needs the id
+/// to stay the same across restarts.
 pub fn client_id(config: &MqttConfig) -> String {
     if !config.client_id.is_empty() {
         return config.client_id.clone();
@@ -79,11 +96,22 @@ pub fn client_id(config: &MqttConfig) -> String {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
+    let pid = std::process::id();
     if host.is_empty() {
-        "avscene".into()
+        format!("avscene-{pid}")
     } else {
-        format!("avscene-{host}")
+        format!("avscene-{host}-{pid}")
     }
+}
+
+/// The client and its event loop, every connection attempt bounded by
+/// `mqtt.connect_timeout_s`.
+pub fn event_loop(options: MqttOptions, config: &MqttConfig) -> (AsyncClient, EventLoop) {
+    let (client, mut events) = AsyncClient::new(options, 256);
+    let mut network = events.network_options();
+    network.set_connection_timeout(config.connect_timeout_s);
+    events.set_network_options(network);
+    (client, events)
 }
 
 /// rumqttc options from the configuration (credentials read from the password file).
@@ -176,7 +204,7 @@ pub fn explain(error: &ConnectionError, config: &MqttConfig) -> MqttError {
         },
         ConnectionError::NetworkTimeout => MqttError::Timeout {
             address,
-            seconds: 5,
+            seconds: config.connect_timeout_s,
         },
         other => MqttError::Other(format!("{address}: {other}")),
     }
@@ -235,9 +263,9 @@ pub struct RoundTrip {
 /// message to come back.
 pub async fn round_trip(config: &MqttConfig, timeout: Duration) -> Result<RoundTrip, MqttError> {
     let address = format!("{}:{}", config.host, config.port);
-    let id = format!("{}-test-{}", client_id(config), std::process::id());
+    let id = format!("{}-test", client_id(config));
     let topic = format!("{}/mqtt-test/{id}", config.topic_prefix);
-    let (client, mut events) = AsyncClient::new(options(config, &id)?, 10);
+    let (client, mut events) = event_loop(options(config, &id)?, config);
     let started = Instant::now();
     let deadline = started + timeout;
     let mut connected = None;

@@ -51,6 +51,7 @@ struct ScenePayload<'a> {
     model: &'a str,
     filled: Filled,
     seq: u64,
+    run: &'a str,
 }
 
 #[derive(Serialize)]
@@ -59,8 +60,8 @@ struct Filled {
     frames: usize,
 }
 
-/// The payload of `<prefix>/<stream>/scene` for a result.
-pub fn scene_payload(result: &SceneResult, classes: &[String]) -> serde_json::Value {
+/// The payload of `<prefix>/<stream>/scene` for a result of the daemon's run `run`.
+pub fn scene_payload(result: &SceneResult, classes: &[String], run: &str) -> serde_json::Value {
     let latency = SystemTime::now()
         .duration_since(result.end)
         .unwrap_or_default();
@@ -83,6 +84,7 @@ pub fn scene_payload(result: &SceneResult, classes: &[String]) -> serde_json::Va
             frames: result.filled_frames,
         },
         seq: result.seq,
+        run,
     };
     serde_json::to_value(payload).unwrap_or_default()
 }

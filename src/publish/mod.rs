@@ -2,8 +2,10 @@
 
 mod config;
 pub mod connection;
+mod driver;
 mod messages;
 mod mqtt;
+mod outbox;
 mod stats;
 
 pub use config::{MqttConfig, QoS, TlsConfig};

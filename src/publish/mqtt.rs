@@ -1,30 +1,35 @@
 //! The MQTT publisher: one thread with a small tokio runtime owns the connection. Scene
-//! results come in through a bounded channel that never blocks the inference worker;
-//! messages wait in a bounded outbox while the broker is away (the oldest dropped and
-//! counted beyond it) and go out in order once it is back. The connection announces
-//! itself on `<prefix>/status` (`online`; `offline` as Last Will; `stopped` on a clean
-//! stop) and describes each stream to Home Assistant.
+//! results come in through a bounded channel that never blocks the inference worker and
+//! wait in the [`Outbox`] until the broker acknowledges them: queued while it is away
+//! (the oldest dropped and counted beyond the bound), sent again after any reconnect,
+//! in order. The connection itself is polled by the [`Driver`] task. It announces itself
+//! on `<prefix>/status` (`online`; `offline` as Last Will; `stopped` on a clean stop)
+//! and describes each stream to Home Assistant.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, LastWill, Packet, QoS};
+use rumqttc::{AsyncClient, Event, LastWill, Outgoing, Packet, QoS};
 use tokio::sync::mpsc;
 
 use super::MqttConfig;
-use super::connection::{client_id, explain, options};
+use super::connection::{MqttError, client_id, event_loop, explain, options};
+use super::driver::{Driver, Lost, Reason, Report};
 use super::messages::scene_topic;
 use super::messages::{
     discovery_payload, discovery_topic, scene_payload, state_topic, status_topic,
 };
+use super::outbox::{MAX_IN_FLIGHT, Message, Outbox};
 use super::stats::PublishStats;
 use crate::infer::SceneResult;
 
 /// How often the retained state is re-published when the label does not change.
 const STATE_HEARTBEAT: Duration = Duration::from_secs(60);
+/// How long a stop waits for the broker to acknowledge what is queued.
+const STOP_LIMIT: Duration = Duration::from_secs(2);
 
 enum Command {
     Scene(Box<SceneResult>),
@@ -41,15 +46,10 @@ enum Command {
 pub struct Publisher {
     tx: mpsc::Sender<Command>,
     pub stats: Arc<PublishStats>,
+    /// Tells this process's messages apart from a restarted daemon's (`run` in every
+    /// scene message; `seq` counts within it).
+    pub run_id: String,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
-}
-
-/// One message waiting to go out.
-struct Message {
-    topic: String,
-    payload: String,
-    qos: QoS,
-    retain: bool,
 }
 
 impl Publisher {
@@ -59,21 +59,28 @@ impl Publisher {
         streams: &[String],
         classes: &[String],
         model_id: &str,
-    ) -> Result<Publisher, super::connection::MqttError> {
-        let mut options = options(config, &client_id(config))?;
+    ) -> Result<Publisher, MqttError> {
+        let id = client_id(config);
+        let mut options = options(config, &id)?;
         let status = status_topic(&config.topic_prefix);
         options.set_last_will(LastWill::new(&status, "offline", QoS::AtLeastOnce, true));
+        options.set_inflight(MAX_IN_FLIGHT);
         let (tx, rx) = mpsc::channel(1024);
         let stats = Arc::new(PublishStats::default());
+        let run_id = run_id();
         let state = Loop {
             config: config.clone(),
+            client_id: id,
+            run_id: run_id.clone(),
             streams: streams.to_vec(),
             classes: classes.to_vec(),
             model_id: model_id.to_string(),
-            outbox: VecDeque::new(),
+            outbox: Outbox::new(config.outbox_capacity, stats.clone()),
             last_state: HashMap::new(),
             stats: stats.clone(),
         };
+        let keep_alive = Duration::from_secs(config.keep_alive_s);
+        let (client, events) = event_loop(options, config);
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
             .spawn(move || {
@@ -87,12 +94,26 @@ impl Publisher {
                         return;
                     }
                 };
-                runtime.block_on(state.run(options, rx));
+                runtime.block_on(async move {
+                    let (reports, reported) = mpsc::channel(64);
+                    let (resume, resumed) = mpsc::channel(1);
+                    tokio::spawn(
+                        Driver {
+                            events,
+                            reports,
+                            resume: resumed,
+                            keep_alive,
+                        }
+                        .run(),
+                    );
+                    state.run(client, reported, resume, rx).await;
+                });
             })
-            .map_err(|e| super::connection::MqttError::Other(e.to_string()))?;
+            .map_err(|e| MqttError::Other(e.to_string()))?;
         Ok(Publisher {
             tx,
             stats,
+            run_id,
             thread: std::sync::Mutex::new(Some(thread)),
         })
     }
@@ -137,47 +158,41 @@ impl Publisher {
     }
 }
 
+/// A run id: 8 hex digits from the start time and process id.
+fn run_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let seed = format!("{now}-{}", std::process::id());
+    format!("{:08x}", crate::support::fnv1a(seed.as_bytes()) as u32)
+}
+
 struct Loop {
     config: MqttConfig,
+    client_id: String,
+    run_id: String,
     streams: Vec<String>,
     classes: Vec<String>,
     model_id: String,
-    outbox: VecDeque<Message>,
+    outbox: Outbox,
     /// Per stream: the label last published on the state topic, and when.
     last_state: HashMap<String, (String, Instant)>,
     stats: Arc<PublishStats>,
 }
 
 impl Loop {
-    fn queue(&mut self, message: Message) {
-        if self.outbox.len() >= self.config.outbox_capacity {
-            self.outbox.pop_front();
-            let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped == 1 || dropped % 1000 == 0 {
-                tracing::warn!(
-                    "mqtt: the outbox is full ({} messages); {dropped} dropped so far (oldest first)",
-                    self.config.outbox_capacity
-                );
-            }
-        }
-        self.outbox.push_back(message);
-        self.stats
-            .outbox
-            .store(self.outbox.len() as u64, Ordering::Relaxed);
-    }
-
     fn scene(&mut self, result: &SceneResult) {
         let prefix = self.config.topic_prefix.clone();
         let stream = result.stream.to_string();
         if !self.streams.contains(&stream) {
             return; // removed while its last windows were in flight
         }
-        let payload = scene_payload(result, &self.classes).to_string();
-        let qos = self.config.qos.into();
-        self.queue(Message {
+        let payload = scene_payload(result, &self.classes, &self.run_id).to_string();
+        self.outbox.push(Message {
             topic: scene_topic(&prefix, &stream),
             payload,
-            qos,
+            qos: self.config.qos.into(),
             retain: false,
         });
         let due = match self.last_state.get(&stream) {
@@ -187,24 +202,17 @@ impl Loop {
         if due {
             self.last_state
                 .insert(stream.clone(), (result.label.clone(), Instant::now()));
-            let message = Message {
-                topic: state_topic(&prefix, &stream),
-                payload: result.label.clone(),
-                qos: QoS::AtLeastOnce,
-                retain: true,
-            };
-            self.queue(message);
+            self.outbox.push(retained(
+                state_topic(&prefix, &stream),
+                result.label.clone(),
+            ));
         }
     }
 
     /// What a (re)connection announces: `online` first, then the discovery configs.
-    fn announce(&mut self) -> Vec<Message> {
-        let mut messages = vec![Message {
-            topic: status_topic(&self.config.topic_prefix),
-            payload: "online".into(),
-            qos: QoS::AtLeastOnce,
-            retain: true,
-        }];
+    fn announce(&self) -> Vec<Message> {
+        let status = status_topic(&self.config.topic_prefix);
+        let mut messages = vec![retained(status, "online".into())];
         messages.extend(self.discovery());
         messages
     }
@@ -215,44 +223,27 @@ impl Loop {
         }
         self.streams
             .iter()
-            .map(|s| Message {
-                topic: discovery_topic(&self.config, s),
-                payload: discovery_payload(&self.config, s, &self.model_id).to_string(),
-                qos: QoS::AtLeastOnce,
-                retain: true,
+            .map(|s| {
+                let payload = discovery_payload(&self.config, s, &self.model_id).to_string();
+                retained(discovery_topic(&self.config, s), payload)
             })
             .collect()
     }
 
-    /// Hand queued messages to the client while it takes them.
-    fn flush(&mut self, client: &AsyncClient) {
-        while let Some(m) = self.outbox.front() {
-            match client.try_publish(&m.topic, m.qos, m.retain, m.payload.clone()) {
-                Ok(()) => {
-                    self.outbox.pop_front();
-                    self.stats.published.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => break, // the client's queue is full: keep the rest for later
-            }
-        }
-        self.stats
-            .outbox
-            .store(self.outbox.len() as u64, Ordering::Relaxed);
-    }
-
-    async fn run(mut self, options: rumqttc::MqttOptions, mut commands: mpsc::Receiver<Command>) {
-        let (client, mut events) = AsyncClient::new(options, 256);
+    async fn run(
+        mut self,
+        client: AsyncClient,
+        mut reports: mpsc::Receiver<Report>,
+        resume: mpsc::Sender<()>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
         let mut link = Link::default();
         loop {
-            let waiting = link
-                .retry_at
-                .is_some_and(|t| t > tokio::time::Instant::now());
             let next = tokio::select! {
-                event = events.poll(), if !waiting => self.on_event(event, &client, &mut link),
-                _ = tokio::time::sleep_until(link.retry_at.unwrap_or_else(tokio::time::Instant::now)), if waiting => Flow::Go,
+                report = reports.recv() => self.on_report(report, &client, &resume, &mut link),
                 command = commands.recv(), if link.stopping.is_none() => self.on_command(command, &client, &mut link),
                 _ = tokio::time::sleep(Duration::from_millis(200)), if link.stopping.is_some() => {
-                    if link.stopping.is_some_and(|s| s.elapsed() > Duration::from_secs(2)) {
+                    if link.stopping.is_some_and(|s| s.elapsed() > STOP_LIMIT) {
                         Flow::End
                     } else {
                         Flow::Go
@@ -269,10 +260,16 @@ impl Loop {
         self.stats.connected.load(Ordering::Relaxed)
     }
 
-    /// Hand queued messages over now, if there is a connection to take them.
-    fn flush_if_connected(&mut self, client: &AsyncClient) {
-        if self.connected() {
-            self.flush(client);
+    /// Hand queued messages over, if there is a connection to take them; once a stop has
+    /// everything acknowledged, say goodbye (a clean DISCONNECT: the broker keeps the
+    /// Last Will to itself).
+    fn hand_over(&mut self, client: &AsyncClient, link: &mut Link) {
+        if !self.connected() {
+            return;
+        }
+        self.outbox.hand_over(client);
+        if link.stopping.is_some() && self.outbox.is_empty() && !link.disconnect_sent {
+            link.disconnect_sent = client.try_disconnect().is_ok();
         }
     }
 
@@ -280,51 +277,79 @@ impl Loop {
         format!("{}/status", self.config.discovery_prefix)
     }
 
-    /// What the connection reports.
-    fn on_event(
+    /// What the driver reports.
+    fn on_report(
         &mut self,
-        event: Result<Event, rumqttc::ConnectionError>,
+        report: Option<Report>,
         client: &AsyncClient,
+        resume: &mpsc::Sender<()>,
         link: &mut Link,
     ) -> Flow {
+        match report {
+            Some(Report::Event(event)) => self.on_event(event, client, link),
+            Some(Report::Lost(lost)) => {
+                self.stats.connected.store(false, Ordering::Relaxed);
+                // Before the driver goes on: what it had not acknowledged is ours again.
+                self.outbox.requeue();
+                if link.stopping.is_some() {
+                    return Flow::End; // cannot deliver the rest
+                }
+                link.failed(self.explain(&lost), lost.retry_in);
+                let _ = resume.try_send(());
+                Flow::Go
+            }
+            None => Flow::End, // the driver is gone
+        }
+    }
+
+    fn explain(&self, lost: &Lost) -> MqttError {
+        let address = format!("{}:{}", self.config.host, self.config.port);
+        match &lost.reason {
+            Reason::Silent(after) => MqttError::Silent {
+                address,
+                seconds: after.as_secs_f64(),
+            },
+            Reason::Connection(_) if lost.short_lived >= 2 => MqttError::TakenOver {
+                address,
+                client_id: self.client_id.clone(),
+                times: lost.short_lived,
+            },
+            Reason::Connection(error) => explain(error, &self.config),
+        }
+    }
+
+    fn on_event(&mut self, event: Event, client: &AsyncClient, link: &mut Link) -> Flow {
         match event {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Event::Incoming(Packet::ConnAck(_)) => {
                 self.stats.connected.store(true, Ordering::Relaxed);
                 link.connected(&self.config);
                 // Announce before anything queued while away.
-                let mut announce = self.announce();
-                announce.extend(self.outbox.drain(..));
-                self.outbox = announce.into();
+                self.outbox.push_front(self.announce());
                 if self.config.discovery {
                     let _ = client.try_subscribe(self.ha_status(), QoS::AtLeastOnce);
                 }
-                self.flush(client);
             }
-            Ok(Event::Incoming(Packet::Publish(p)))
+            Event::Incoming(Packet::Publish(p))
                 if p.topic == self.ha_status() && p.payload.as_ref() == b"online" =>
             {
                 // Home Assistant restarted: send the discovery configs again.
                 for m in self.discovery() {
-                    self.queue(m);
-                }
-                self.flush(client);
-            }
-            Ok(_) => {
-                self.flush_if_connected(client);
-                // Stopping: once everything queued is handed over, say goodbye (a clean
-                // DISCONNECT: the broker keeps the Last Will to itself).
-                if link.stopping.is_some() && self.outbox.is_empty() && !link.disconnect_sent {
-                    link.disconnect_sent = client.try_disconnect().is_ok();
+                    self.outbox.push(m);
                 }
             }
-            Err(error) => {
-                self.stats.connected.store(false, Ordering::Relaxed);
-                if link.stopping.is_some() {
-                    return Flow::End; // disconnected (or cannot deliver the rest)
-                }
-                link.failed(explain(&error, &self.config).to_string());
+            Event::Outgoing(Outgoing::Publish(pkid)) => self.outbox.written(pkid),
+            Event::Incoming(Packet::PubAck(ack)) => {
+                self.outbox.acknowledged(ack.pkid, QoS::AtLeastOnce)
             }
+            Event::Incoming(Packet::PubComp(comp)) => {
+                self.outbox.acknowledged(comp.pkid, QoS::ExactlyOnce)
+            }
+            Event::Outgoing(Outgoing::Disconnect) if link.stopping.is_some() => {
+                return Flow::End;
+            }
+            _ => {}
         }
+        self.hand_over(client, link);
         Flow::Go
     }
 
@@ -345,20 +370,11 @@ impl Loop {
                 if !self.connected() {
                     return Flow::End;
                 }
-                self.queue(Message {
-                    topic: status_topic(&self.config.topic_prefix),
-                    payload: "stopped".into(),
-                    qos: QoS::AtLeastOnce,
-                    retain: true,
-                });
-                self.flush(client);
-                if self.outbox.is_empty() {
-                    link.disconnect_sent = client.try_disconnect().is_ok();
-                }
-                return Flow::Go;
+                let status = status_topic(&self.config.topic_prefix);
+                self.outbox.push(retained(status, "stopped".into()));
             }
         }
-        self.flush_if_connected(client);
+        self.hand_over(client, link);
         Flow::Go
     }
 
@@ -370,12 +386,7 @@ impl Loop {
         if self.config.discovery {
             let payload = discovery_payload(&self.config, &stream, &self.model_id).to_string();
             let topic = discovery_topic(&self.config, &stream);
-            self.queue(Message {
-                topic,
-                payload,
-                qos: QoS::AtLeastOnce,
-                retain: true,
-            });
+            self.outbox.push(retained(topic, payload));
         }
     }
 
@@ -388,13 +399,18 @@ impl Loop {
             clear.push(discovery_topic(&self.config, stream));
         }
         for topic in clear {
-            self.queue(Message {
-                topic,
-                payload: String::new(),
-                qos: QoS::AtLeastOnce,
-                retain: true,
-            });
+            self.outbox.push(retained(topic, String::new()));
         }
+    }
+}
+
+/// A retained QoS 1 message (status, state, discovery).
+fn retained(topic: String, payload: String) -> Message {
+    Message {
+        topic,
+        payload,
+        qos: QoS::AtLeastOnce,
+        retain: true,
     }
 }
 
@@ -405,47 +421,31 @@ enum Flow {
     End,
 }
 
-/// The connection's state between events: the backoff while the broker is away (the
-/// next attempt waits until `retry_at`; commands keep arriving into the outbox
-/// meanwhile), the last failure (logged once per kind), and the stop in progress.
+/// The connection's state between events: the last failure (logged once per kind) and
+/// the stop in progress. Retrying is the driver's.
+#[derive(Default)]
 struct Link {
-    backoff: Duration,
-    retry_at: Option<tokio::time::Instant>,
     last_error: Option<String>,
     stopping: Option<Instant>,
     disconnect_sent: bool,
 }
 
-impl Default for Link {
-    fn default() -> Self {
-        Link {
-            backoff: Duration::from_millis(500),
-            retry_at: None,
-            last_error: None,
-            stopping: None,
-            disconnect_sent: false,
-        }
-    }
-}
-
 impl Link {
     fn connected(&mut self, config: &MqttConfig) {
-        self.retry_at = None;
         if self.last_error.take().is_some() {
             tracing::info!("mqtt: connected to {}:{} again", config.host, config.port);
         }
-        self.backoff = Duration::from_millis(500);
     }
 
-    fn failed(&mut self, explained: String) {
+    fn failed(&mut self, error: MqttError, retry_in: Duration) {
         // Log a kind of failure once, not on every retry.
+        let explained = error.to_string();
         if self.last_error.as_deref() != Some(explained.as_str()) {
             tracing::error!(
-                "mqtt: {explained}; retrying with backoff, messages wait in the outbox"
+                "mqtt: {explained}; retrying (next in {:.1} s, then with backoff), messages wait in the outbox",
+                retry_in.as_secs_f64()
             );
             self.last_error = Some(explained);
         }
-        self.retry_at = Some(tokio::time::Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
     }
 }

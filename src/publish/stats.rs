@@ -8,7 +8,10 @@ use crate::support::metrics::{Collector, Encoder, counter, gauge};
 #[derive(Debug, Default)]
 pub struct PublishStats {
     pub connected: AtomicBool,
+    /// Messages the broker acknowledged (QoS 0: written to the connection).
     pub published: AtomicU64,
+    /// Messages handed to the connection, not yet acknowledged.
+    pub in_flight: AtomicU64,
     /// Messages dropped because the outbox was full (broker away too long).
     pub dropped: AtomicU64,
     /// Results refused because the publisher's input queue was full.
@@ -30,14 +33,20 @@ impl Collector for PublishStats {
         counter(
             e,
             "avscene_mqtt_published",
-            "Messages handed to the broker connection.",
+            "Messages the broker acknowledged (QoS 0: written to the connection).",
             read(&self.published),
         )?;
         gauge(
             e,
             "avscene_mqtt_outbox_messages",
-            "Messages waiting for the broker.",
+            "Messages waiting for a connection to the broker.",
             read(&self.outbox) as f64,
+        )?;
+        gauge(
+            e,
+            "avscene_mqtt_in_flight_messages",
+            "Messages sent, not yet acknowledged by the broker.",
+            read(&self.in_flight) as f64,
         )?;
         counter(
             e,

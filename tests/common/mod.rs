@@ -217,6 +217,26 @@ impl Broker {
         let _ = self.child.wait();
     }
 
+    /// Freeze the broker (SIGSTOP): its connections stay open and nothing answers, as
+    /// with a hung broker or a half-open connection.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Let a frozen broker go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Start it again on the same port with the same configuration.
     pub fn restart(&mut self) {
         self.child = Self::spawn(&self.conf).expect("mosquitto restarts on its port");
