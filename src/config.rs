@@ -59,14 +59,6 @@ pub enum ConfigError {
     },
     #[error("{}: not valid TOML: {message}", .file.display())]
     Syntax { file: PathBuf, message: String },
-    /// A key whose value has the wrong type or is not known; `origin` is the file or the
-    /// environment variable that set it.
-    #[error("{origin}: key `{key}`: {reason}")]
-    Key {
-        origin: String,
-        key: String,
-        reason: String,
-    },
     #[error("{}: {}", .file.display(), ProblemList(.problems))]
     Invalid {
         file: PathBuf,
@@ -123,7 +115,13 @@ impl Settings {
             file: file.to_path_buf(),
             source,
         })?;
-        let mut config = parse(file, &text, env.clone())?;
+        let (config, mut problems) = parse(file, &text, &env)?;
+        let Some(mut config) = config else {
+            return Err(ConfigError::Invalid {
+                file: file.to_path_buf(),
+                problems: problems.into_vec(),
+            });
+        };
         let base = file.parent().unwrap_or(Path::new("."));
         // A relative model path is looked up as pipeline files are: beside the config
         // file, then in its parent directory.
@@ -135,7 +133,6 @@ impl Settings {
                 _ => beside,
             };
         }
-        let mut problems = Problems::default();
         config.validate(&mut problems);
         let mut streams = Vec::new();
         for (index, stream) in config.streams.iter().enumerate() {
@@ -191,53 +188,81 @@ fn name_env_origin(mut problem: Problem, env: &HashMap<String, String>) -> Probl
     problem
 }
 
-fn parse(file: &Path, text: &str, env: HashMap<String, String>) -> Result<Config, ConfigError> {
+/// Every key problem of a file in one run: deserialise, and on an unknown key or a value
+/// of the wrong type note it, take the key out and try again, so three typos are three
+/// problems of one `check-config`. The configuration comes back when what is left
+/// deserialises (its values are then validated too); `None` when a required key itself
+/// is missing or wrong.
+fn parse(
+    file: &Path,
+    text: &str,
+    env: &HashMap<String, String>,
+) -> Result<(Option<Config>, Problems), ConfigError> {
     let env_source = config::Environment::with_prefix(ENV_PREFIX)
         .prefix_separator(ENV_SEPARATOR)
         .separator(ENV_SEPARATOR)
         .try_parsing(true)
         .source(Some(env.clone()));
-    let layered = config::Config::builder()
+    let syntax = |e| ConfigError::Syntax {
+        file: file.to_path_buf(),
+        message: syntax_message(e),
+    };
+    let mut tree: serde_json::Value = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .add_source(env_source)
         .build()
-        .map_err(|e| ConfigError::Syntax {
-            file: file.to_path_buf(),
-            message: syntax_message(e),
-        })?;
-    serde_path_to_error::deserialize::<_, Config>(layered).map_err(|e| {
-        let key = e.path().to_string();
-        let var = env_var_for(&key);
-        let origin = if env.contains_key(&var) {
-            format!("environment variable {var}")
-        } else {
-            file.display().to_string()
+        .and_then(|layered| layered.try_deserialize())
+        .map_err(syntax)?;
+    let mut problems = Problems::default();
+    let mut reported: Vec<String> = Vec::new();
+    loop {
+        let error = match serde_path_to_error::deserialize::<_, Config>(&tree) {
+            Ok(config) => return Ok((Some(config), problems)),
+            Err(error) => error,
         };
-        ConfigError::Key {
-            origin,
-            key,
-            reason: key_reason(e.into_inner()),
+        let key = error.path().to_string();
+        // A key taken out may leave its table without a required key: that is the
+        // same problem, already reported.
+        let within = |r: &String| {
+            r == &key || r.starts_with(&format!("{key}.")) || r.starts_with(&format!("{key}["))
+        };
+        let again = reported.iter().any(within);
+        if !again {
+            problems.push(key.clone(), error.inner().to_string());
+            reported.push(key);
         }
-    })
+        if again || !remove(&mut tree, error.path()) {
+            return Ok((None, problems));
+        }
+    }
 }
 
-/// The config crate appends "for key … in …" to its messages; we name those ourselves.
-fn key_reason(error: config::ConfigError) -> String {
-    match error {
-        config::ConfigError::Type {
-            unexpected,
-            expected,
-            ..
-        } => {
-            format!("invalid type: {unexpected}, expected {expected}")
+/// Take the value at `path` out of `tree`; false when there is nothing to take.
+fn remove(tree: &mut serde_json::Value, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut node = tree;
+    for segment in parents {
+        let next = match segment {
+            Segment::Map { key } => node.get_mut(key.as_str()),
+            Segment::Seq { index } => node.get_mut(*index),
+            _ => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => return false,
         }
-        other => {
-            let text = other.to_string();
-            match text.find(" for key `") {
-                Some(cut) => text[..cut].to_string(),
-                None => text,
-            }
+    }
+    match (last, node) {
+        (Segment::Map { key }, serde_json::Value::Object(map)) => map.remove(key).is_some(),
+        (Segment::Seq { index }, serde_json::Value::Array(items)) if *index < items.len() => {
+            items.remove(*index);
+            true
         }
+        _ => false,
     }
 }
 
@@ -272,8 +297,10 @@ impl Config {
                 );
             }
         }
+        // Only once both are valid on their own: a stride of 0 would divide by zero.
         let hop_tenths = (self.window.hop_s * 10.0).round() as u64;
-        if hop_tenths > 0 && hop_tenths % self.inference.audio_stride != 0 {
+        let stride = self.inference.audio_stride;
+        if [1, 2, 5, 10].contains(&stride) && hop_tenths > 0 && hop_tenths % stride != 0 {
             problems.push(
                 "inference.audio_stride",
                 format!(

@@ -77,3 +77,71 @@ fn exit_codes_follow_the_kind_of_error() {
         }
     }
 }
+
+#[test]
+fn numbers_on_the_command_line_that_are_no_number_are_refused_by_name() {
+    let dir = tempdir();
+    let config = common::demo_config(
+        dir.path(),
+        "[model]\nprofile = \"small\"\ndevice = \"cpu\"\n",
+    );
+    let config = config.to_str().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let train = |flag: &'static str, value: &'static str| {
+        vec![
+            "train",
+            "--data",
+            data,
+            "--out",
+            out,
+            "--profile",
+            "small",
+            flag,
+            value,
+        ]
+    };
+    let record = |minutes: &'static str| {
+        vec![
+            "record",
+            "--config",
+            config,
+            "--label",
+            "x",
+            "--minutes",
+            minutes,
+            "--out",
+            out,
+        ]
+    };
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["capture", "--config", config, "--seconds", "nan"],
+            "--seconds",
+        ),
+        (
+            vec!["capture", "--config", config, "--seconds", "inf"],
+            "--seconds",
+        ),
+        (
+            vec!["capture", "--config", config, "--seconds=-3"],
+            "--seconds",
+        ),
+        (record("nan"), "--minutes"),
+        (record("1e300"), "--minutes"),
+        (train("--lr", "nan"), "--lr"),
+        (train("--lr", "inf"), "--lr"),
+        (train("--weight-decay", "nan"), "--weight-decay"),
+        (train("--lr-decay", "inf"), "--lr-decay"),
+        (train("--mixup", "nan"), "--mixup"),
+    ];
+    for (args, flag) in cases {
+        let run = avscene(&args);
+        let said = text(&run);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {said}");
+        assert!(!said.contains("panicked"), "{args:?}: {said}");
+        assert!(said.contains(flag), "{args:?} does not name {flag}: {said}");
+    }
+}

@@ -323,6 +323,86 @@ fn bad_configs() -> Vec<Bad> {
             &["stream[0].pipeline", "unknown param 'patern'", "pattern"],
         ),
     ];
+    // Numbers a user can type that are no value at all (TOML has inf and nan), or out of
+    // any sensible range: each setting class, none may reach a division or a Duration.
+    let numbers: &[(&str, &str, &str)] = &[
+        (
+            "stride 0",
+            "[inference]\naudio_stride = 0",
+            "inference.audio_stride",
+        ),
+        (
+            "stale inf",
+            "[inference]\nstale_after_s = inf",
+            "inference.stale_after_s",
+        ),
+        (
+            "stale 1e300",
+            "[inference]\nstale_after_s = 1e300",
+            "inference.stale_after_s",
+        ),
+        (
+            "stale nan",
+            "[inference]\nstale_after_s = nan",
+            "inference.stale_after_s",
+        ),
+        (
+            "huge queue",
+            "[inference]\nqueue_capacity = 1000000000000",
+            "inference.queue_capacity",
+        ),
+        ("hop inf", "[window]\nhop_s = inf", "window.hop_s"),
+        ("hop nan", "[window]\nhop_s = nan", "window.hop_s"),
+        (
+            "stall inf",
+            "[capture]\nstall_timeout_s = inf",
+            "capture.stall_timeout_s",
+        ),
+        (
+            "restart 1e300",
+            "[capture]\nrestart_initial_s = 1e300\nrestart_max_s = 1e301",
+            "capture.restart_initial_s",
+        ),
+        (
+            "restart max nan",
+            "[capture]\nrestart_max_s = nan",
+            "capture.restart_max_s",
+        ),
+        (
+            "health inf",
+            "[metrics]\nhealth_stale_s = inf",
+            "metrics.health_stale_s",
+        ),
+        (
+            "connect timeout 0",
+            "[mqtt]\nconnect_timeout_s = 0",
+            "mqtt.connect_timeout_s",
+        ),
+        (
+            "huge outbox",
+            "[mqtt]\noutbox_capacity = 1000000000000",
+            "mqtt.outbox_capacity",
+        ),
+        (
+            "negative keep-alive",
+            "[mqtt]\nkeep_alive_s = -5",
+            "mqtt.keep_alive_s",
+        ),
+    ];
+    for &(what, text, key) in numbers {
+        cases.push(Bad {
+            what,
+            config: with_demo(text),
+            pipeline: None,
+            env: vec![],
+            expect: vec![key],
+        });
+    }
+    cases.push(bad(
+        "loop param that is not a switch",
+        "[[stream]]\nname = \"a\"\npipeline = \"pipelines/file.toml\"\nparams = { uri = \"file:///x.mp4\", loop = \"sometimes\" }\n",
+        &["stream[0].params.loop", "true or false"],
+    ));
     cases.push(Bad {
         what: "pipeline with an unknown element",
         config: "[[stream]]\nname = \"a\"\npipeline = \"pipelines/broken.toml\"\n".into(),
@@ -437,6 +517,76 @@ fn several_problems_are_reported_together() {
     };
     let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
     assert_eq!(keys, ["mqtt.port", "inference.max_batch"]);
+}
+
+#[test]
+fn check_config_lists_every_unknown_key_and_bad_value_of_a_file_in_one_run() {
+    let layout = Layout::new();
+    let path = layout.config(&format!(
+        "[mqtt]\nhots = \"x\"\nport = 0\nkeep_alive = 30\n[inference]\naudio_stride = 0\n\
+         stale_after_s = inf\nmax_bach = 4\n[window]\nhop_s = \"one\"\n[colour]\nx = 1\n{DEMO_STREAM}"
+    ));
+    let out = avscene(&["check-config", "--config", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for key in [
+        "mqtt.hots",
+        "mqtt.keep_alive",
+        "inference.max_bach",
+        "colour",
+        "window.hop_s",
+        "mqtt.port",
+        "inference.audio_stride",
+        "inference.stale_after_s",
+    ] {
+        assert!(
+            stderr.contains(&format!("`{key}`")),
+            "{key} missing: {stderr}"
+        );
+    }
+    assert!(stderr.contains("8 problems"), "{stderr}");
+    // A required key of a stream that is missing is one problem, not a cascade.
+    let path = layout.config("[[stream]]\nname = \"a\"\npipline = \"pipelines/test.toml\"\n");
+    let out = avscene(&["check-config", "--config", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("stream[0].pipline") && !stderr.contains("problems:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_stride_of_zero_is_an_error_for_every_command_that_reads_the_config() {
+    let layout = Layout::new();
+    let path = layout.config(&format!("[inference]\naudio_stride = 0\n{DEMO_STREAM}"));
+    let config = path.to_str().unwrap();
+    let out = layout.dir.path().join("rec");
+    let out = out.to_str().unwrap();
+    for args in [
+        vec!["check-config", "--config", config],
+        vec!["run", "--config", config],
+        vec!["capture", "--config", config, "--seconds", "1"],
+        vec![
+            "record",
+            "--config",
+            config,
+            "--label",
+            "x",
+            "--minutes",
+            "1",
+            "--out",
+            out,
+        ],
+    ] {
+        let run = avscene(&args);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("inference.audio_stride"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::pipeline::{PipelineFile, check_launch};
+use super::pipeline::{ParamValue, PipelineFile, check_launch};
 use crate::problems::Problems;
 
 /// One `[[stream]]` table.
@@ -18,9 +18,11 @@ pub struct StreamConfig {
     /// its parent directory (so both `/etc/avscene/pipelines/` and the repository's
     /// `pipelines/` work).
     pub pipeline: PathBuf,
-    /// Values for the pipeline file's `${name}` placeholders (device paths, URIs, …).
+    /// Values for the pipeline file's `${name}` placeholders (device paths, URIs, …);
+    /// `loop` and `realtime` (true or false) override the pipeline file's settings for
+    /// this stream.
     #[serde(default)]
-    pub params: BTreeMap<String, String>,
+    pub params: BTreeMap<String, ParamValue>,
     /// A disabled stream is validated but not started.
     #[serde(default = "default_enabled")]
     pub enabled: bool,
@@ -39,6 +41,8 @@ pub struct StreamSpec {
     pub live: bool,
     /// Start again from the beginning at end of stream (files).
     pub looping: bool,
+    /// Deliver a file at the clock's pace, as a camera would.
+    pub realtime: bool,
     pub launch: String,
 }
 
@@ -66,19 +70,26 @@ impl Default for CaptureConfig {
 
 impl CaptureConfig {
     pub fn validate(&self, problems: &mut Problems) {
-        if self.stall_timeout_s.is_nan() || self.stall_timeout_s < 1.0 {
-            problems.push(
-                "capture.stall_timeout_s",
-                format!("must be at least 1 second, not {}", self.stall_timeout_s),
-            );
-        }
-        if self.restart_initial_s.is_nan() || self.restart_initial_s <= 0.0 {
-            problems.push(
-                "capture.restart_initial_s",
-                format!("must be positive, not {}", self.restart_initial_s),
-            );
-        }
-        if self.restart_max_s.is_nan() || self.restart_max_s < self.restart_initial_s {
+        problems.number(
+            "capture.stall_timeout_s",
+            self.stall_timeout_s,
+            1.0..=3600.0,
+            " s",
+        );
+        let initial = problems.number(
+            "capture.restart_initial_s",
+            self.restart_initial_s,
+            0.01..=3600.0,
+            " s",
+        );
+        if problems.number(
+            "capture.restart_max_s",
+            self.restart_max_s,
+            0.01..=86_400.0,
+            " s",
+        ) && initial
+            && self.restart_max_s < self.restart_initial_s
+        {
             problems.push(
                 "capture.restart_max_s",
                 format!(
@@ -109,6 +120,7 @@ impl StreamConfig {
         config_dir: &Path,
         problems: &mut Problems,
     ) -> Option<StreamSpec> {
+        let params_key = format!("{key}.params");
         let key = format!("{key}.pipeline");
         let candidates: Vec<PathBuf> = if self.pipeline.is_absolute() {
             vec![self.pipeline.clone()]
@@ -138,7 +150,26 @@ impl StreamConfig {
                 return None;
             }
         };
-        let launch = match file.launch_description(&self.params) {
+        let mut params = self.params.clone();
+        let mut switch = |name: &str, default: bool| match params.remove(name) {
+            None => default,
+            Some(ParamValue::Bool(on)) => on,
+            Some(ParamValue::Text(t)) if t == "true" || t == "false" => t == "true",
+            Some(other) => {
+                problems.push(
+                    format!("{params_key}.{name}"),
+                    format!("must be true or false, not {}", other.to_text()),
+                );
+                default
+            }
+        };
+        let looping = switch("loop", file.looping);
+        let realtime = switch("realtime", file.realtime) && !file.live;
+        let params: BTreeMap<String, String> = params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_text()))
+            .collect();
+        let launch = match file.launch_description(&params, realtime) {
             Ok(launch) => launch,
             Err(reasons) => {
                 for reason in reasons {
@@ -162,7 +193,8 @@ impl StreamConfig {
             pipeline_file: path,
             description: file.description,
             live: file.live,
-            looping: file.looping,
+            looping,
+            realtime,
             launch,
         })
     }

@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::problems::Problems;
 
+/// The most windows `inference.queue_capacity` may hold (≈ 2 MB each).
+pub const MAX_QUEUE: usize = 1024;
+
 /// `[inference]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -51,7 +54,7 @@ impl InferenceConfig {
         &self,
         model: crate::model::Model,
         threads: usize,
-        windows: crossbeam_channel::Receiver<crate::window::Window>,
+        windows: crate::capture::WindowReceiver,
         results: crossbeam_channel::Sender<super::SceneResult>,
     ) -> std::io::Result<super::Worker> {
         super::spawn_worker(
@@ -64,32 +67,24 @@ impl InferenceConfig {
     }
 
     pub fn validate(&self, problems: &mut Problems) {
-        if !(1..=256).contains(&self.max_batch) {
-            problems.push(
-                "inference.max_batch",
-                format!("must be 1..=256, not {}", self.max_batch),
-            );
-        }
-        if self.max_wait_ms > 10_000 {
-            problems.push(
-                "inference.max_wait_ms",
-                format!("must be at most 10000, not {}", self.max_wait_ms),
-            );
-        }
+        problems.count("inference.max_batch", self.max_batch, 1..=256);
+        problems.count("inference.max_wait_ms", self.max_wait_ms, 0..=10_000);
         if ![1, 2, 5, 10].contains(&self.audio_stride) {
             problems.push(
                 "inference.audio_stride",
                 format!("must be 1, 2, 5 or 10, not {}", self.audio_stride),
             );
         }
-        if self.stale_after_s.is_nan() || self.stale_after_s <= 0.0 {
-            problems.push(
-                "inference.stale_after_s",
-                format!("must be positive, not {}", self.stale_after_s),
-            );
-        }
-        if self.queue_capacity == 0 {
-            problems.push("inference.queue_capacity", "must be at least 1");
-        }
+        problems.number(
+            "inference.stale_after_s",
+            self.stale_after_s,
+            0.1..=86_400.0,
+            " s",
+        );
+        problems.count(
+            "inference.queue_capacity",
+            self.queue_capacity,
+            1..=MAX_QUEUE,
+        );
     }
 }

@@ -49,9 +49,12 @@ impl MetricsConfig {
     }
 
     pub fn validate(&self, problems: &mut Problems) {
-        if !(self.health_stale_s.is_finite() && self.health_stale_s >= 1.0) {
-            problems.push("metrics.health_stale_s", "must be at least 1 (seconds)");
-        }
+        problems.number(
+            "metrics.health_stale_s",
+            self.health_stale_s,
+            1.0..=86_400.0,
+            " s",
+        );
         if !self.enabled {
             return;
         }

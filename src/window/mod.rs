@@ -50,17 +50,17 @@ impl WindowConfig {
                 ),
             );
         }
-        if self.hop_s.is_nan() || self.hop_s <= 0.0 {
+        if !self.hop_s.is_finite() || self.hop_s <= 0.0 {
             problems.push(
                 "window.hop_s",
-                format!("must be positive, not {}", self.hop_s),
+                format!("must be a positive number of seconds, not {}", self.hop_s),
             );
-        } else if self.hop_s > self.length_s {
+        } else if self.hop_s > WINDOW_SECONDS {
             problems.push(
                 "window.hop_s",
                 format!(
-                    "{} s is longer than the window ({} s): audio between windows would never be classified",
-                    self.hop_s, self.length_s
+                    "{} s is longer than the window ({WINDOW_SECONDS} s): audio between windows would never be classified",
+                    self.hop_s
                 ),
             );
         } else if ((self.hop_s * 10.0).round() - self.hop_s * 10.0).abs() > 1e-9 {
@@ -84,10 +84,15 @@ impl WindowConfig {
 #[derive(Debug, Clone)]
 pub struct Window {
     pub stream: Arc<str>,
-    /// Index of the window since the stream (re)started.
+    /// Index of the window in the stream, counted for the life of the process: it goes
+    /// on across restarts of the stream, so `(run, stream, seq)` identifies a window.
     pub seq: u64,
-    /// Stream time of the window's start and end, in samples at 48 kHz since the stream's
-    /// first audio buffer.
+    /// The timeline the window belongs to: unique in the process, new whenever the
+    /// stream's time starts over (a restart, or a gap longer than a window). Windows of
+    /// one timeline can share encoded frames; of two, never.
+    pub timeline: u64,
+    /// Stream time of the window's start, in samples at 48 kHz since its timeline began
+    /// (a multiple of the hop).
     pub start_sample: u64,
     /// Wall-clock time of the start and end.
     pub start_wall: SystemTime,
