@@ -10,12 +10,12 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use avscene::capture::WindowReceiver;
 use avscene::capture::{StreamHandle, StreamState, spawn, window_queue};
 use avscene::config::Settings;
 use avscene::features::{IMAGES, SAMPLE_RATE, WINDOW_SAMPLES};
 use avscene::window::Window;
 use common::tempdir;
-use crossbeam_channel::Receiver;
 
 /// A config in `dir` with the given pipeline files and streams.
 fn settings(
@@ -38,7 +38,7 @@ fn settings(
     Settings::load_with_env(&path, HashMap::new()).unwrap()
 }
 
-fn start(settings: &Settings, capacity: usize) -> (Vec<StreamHandle>, Receiver<Window>) {
+fn start(settings: &Settings, capacity: usize) -> (Vec<StreamHandle>, WindowReceiver) {
     let (tx, rx) = window_queue(capacity);
     let handles = settings
         .streams
@@ -393,5 +393,131 @@ fn digital_silence_is_reported_as_a_fault() {
         handles[0].stats.faults.load(Ordering::Relaxed),
         1,
         "reported once"
+    );
+}
+
+/// The shipped live test pipeline's text (pattern and wave as params).
+fn live_test_pipeline() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/test.toml")).unwrap()
+}
+
+#[test]
+fn a_live_source_that_ends_is_restarted_and_its_windows_are_numbered_on() {
+    let dir = tempdir();
+    // A live source that ends after 11.5 s: two windows, then end of stream.
+    let s = settings(
+        dir.path(),
+        &[(
+            "ends.toml",
+            "[source]\nvideo = \"videotestsrc is-live=true num-buffers=115 ! video/x-raw,width=160,height=120,framerate=10/1\"\n\
+             audio = \"audiotestsrc is-live=true num-buffers=115 samplesperbuffer=4800 ! audio/x-raw,rate=48000,channels=1\"\n",
+        )],
+        &[("ends", "ends.toml")],
+        "[capture]\nrestart_initial_s = 0.2\n",
+    );
+    let (handles, rx) = start(&s, 16);
+    let mut seqs = Vec::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    while seqs.len() < 3 && Instant::now() < until {
+        if let Ok(w) = rx.recv_timeout(Duration::from_millis(200)) {
+            seqs.push(w.seq);
+        }
+    }
+    let stats = &handles[0].stats;
+    assert_eq!(seqs, [0, 1, 2], "error {:?}", stats.last_error());
+    assert!(stats.restarts.load(Ordering::Relaxed) >= 1);
+    let error = stats.last_error().unwrap_or_default();
+    assert!(error.contains("live source ended"), "{error}");
+    assert!(
+        !handles[0].is_finished(),
+        "a live source is not done when it ends"
+    );
+}
+
+#[test]
+fn a_flooding_file_cannot_starve_live_streams() {
+    let dir = tempdir();
+    let flood = SYNTHETIC.replace("live = false", "live = false\nloop = true");
+    let s = settings(
+        dir.path(),
+        &[("test.toml", &live_test_pipeline()), ("flood.toml", &flood)],
+        &[
+            ("lobby", "test.toml"),
+            ("platform", "test.toml"),
+            ("flood", "flood.toml"),
+        ],
+        "",
+    );
+    // A small queue and a worker that takes 10 windows a second: the looping file makes
+    // far more than that, the two live streams one a second each.
+    let (handles, rx) = start(&s, 4);
+    let mut taken: HashMap<String, u64> = HashMap::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until
+        && ["lobby", "platform"]
+            .iter()
+            .any(|n| taken.get(*n).copied().unwrap_or(0) < 3)
+    {
+        if let Ok(w) = rx.recv_timeout(Duration::from_millis(200)) {
+            *taken.entry(w.stream.to_string()).or_default() += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let dropped = |i: usize| handles[i].stats.dropped.load(Ordering::Relaxed);
+    let produced = |i: usize| handles[i].stats.windows.load(Ordering::Relaxed);
+    for (i, name) in ["lobby", "platform"].iter().enumerate() {
+        assert!(
+            taken.get(*name).copied().unwrap_or(0) >= 3,
+            "{name}: {taken:?}"
+        );
+        assert_eq!(dropped(i), 0, "{name} lost windows to the flood");
+    }
+    assert!(
+        dropped(2) > 0 && produced(2) > 20,
+        "the flood: {} made, {} dropped",
+        produced(2),
+        dropped(2)
+    );
+    assert!(taken["flood"] > 0, "the flood still gets its share");
+}
+
+#[test]
+fn realtime_and_loop_are_set_per_stream_and_realtime_plays_at_the_clock() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("synthetic.toml"), SYNTHETIC).unwrap();
+    let path = dir.path().join("avscene.toml");
+    std::fs::write(
+        &path,
+        "[[stream]]\nname = \"paced\"\npipeline = \"synthetic.toml\"\nparams = { realtime = true }\n\
+         [[stream]]\nname = \"looped\"\npipeline = \"synthetic.toml\"\nparams = { loop = true }\n",
+    )
+    .unwrap();
+    let s = Settings::load_with_env(&path, HashMap::new()).unwrap();
+    assert!(s.streams[0].realtime && !s.streams[0].looping);
+    assert!(s.streams[1].looping && !s.streams[1].realtime);
+    let began = Instant::now();
+    let (handles, rx) = start(&s, 256);
+    let mut first_paced = None;
+    let mut looped = 0;
+    let until = Instant::now() + Duration::from_secs(60);
+    while (first_paced.is_none() || looped <= 8) && Instant::now() < until {
+        if let Ok(w) = rx.recv_timeout(Duration::from_millis(200)) {
+            match &*w.stream {
+                "paced" => {
+                    first_paced.get_or_insert(began.elapsed());
+                }
+                _ => looped += 1,
+            }
+        }
+    }
+    // The 13 s file has 4 windows: more than 8 means it started over.
+    assert!(looped > 8, "looped: {looped} windows");
+    assert!(!handles[1].is_finished(), "a looping file goes on");
+    // At the clock's pace the first 10 s window cannot be complete before 10 s of
+    // playing (decoded as fast as it goes, it is there in a fraction of that).
+    let first = first_paced.expect("the paced stream gave a window");
+    assert!(
+        first >= Duration::from_secs(9),
+        "first paced window after {first:?}"
     );
 }

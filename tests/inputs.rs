@@ -88,7 +88,7 @@ fn frames_of_any_aspect_ratio_are_stretched_whole_to_224() {
 /// The first frame out of the capture tail for a source fragment.
 fn tail_frame(source: &str) -> Vec<u8> {
     gst_::init().unwrap();
-    let launch = format!("{source} ! {}", video_tail());
+    let launch = format!("{source} ! {}", video_tail(false));
     let pipeline = gst_::parse::launch(&launch)
         .unwrap()
         .downcast::<gst_::Pipeline>()

@@ -47,13 +47,16 @@ pub fn decode(
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
-    let launch = file.launch_description(&params).map_err(|e| e.join("; "))?;
+    let launch = file
+        .launch_description(&params, false)
+        .map_err(|e| e.join("; "))?;
     let spec = StreamSpec {
         name: "file".into(),
         pipeline_file: PathBuf::from("(built in)"),
         description: file.description.clone(),
         live: false,
         looping: false,
+        realtime: false,
         launch,
     };
     let (tx, rx) = window_queue(1024);

@@ -5,8 +5,7 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-
+use super::handoff::{RecvTimeoutError, WindowReceiver};
 use super::stream::{StreamHandle, StreamState};
 use crate::window::Window;
 
@@ -41,7 +40,7 @@ impl StreamHandle {
     /// the stream ends.
     pub fn drain(
         &self,
-        windows: &Receiver<Window>,
+        windows: &WindowReceiver,
         until: Until<'_>,
         mut each: impl FnMut(Window) -> ControlFlow<()>,
     ) -> Drained {

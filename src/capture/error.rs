@@ -25,6 +25,10 @@ pub enum CaptureError {
     },
     #[error("the pipeline refused to start")]
     Refused,
+    /// A live source reached its end of stream (a camera unplugged, an RTSP server that
+    /// closed the session, a test source with num-buffers).
+    #[error("the live source ended (end of stream)")]
+    Ended,
     /// No audio or no video for `capture.stall_timeout_s`.
     #[error("stalled: no {what} for {seconds:.1} s (capture.stall_timeout_s = {limit})")]
     Stalled {

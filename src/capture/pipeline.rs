@@ -19,23 +19,25 @@ pub const AUDIO_SINK: &str = "audio";
 /// 224 × 224 whatever its aspect ratio or pixel aspect ratio — `add-borders=false`, else
 /// videoscale letterboxes a 16:9 frame into 224 × 126 between black bars. The authors
 /// resized every frame with PIL's default (bicubic) filter; Catmull-Rom is the same
-/// kernel (a mean difference below one level of 255, measured). sync=false: the appsink
-/// never waits for the clock, so a live source's latency does not delay the windows.
-pub fn video_tail() -> String {
+/// kernel (a mean difference below one level of 255, measured). `sync`: the appsink
+/// waits for the clock — a file played in real time; without it (live sources, files
+/// decoded as fast as they go) a live source's latency does not delay the windows.
+pub fn video_tail(sync: bool) -> String {
     format!(
         "queue ! videorate ! video/x-raw,framerate=1/1 ! videoconvert \
          ! videoscale add-borders=false method=catrom \
          ! video/x-raw,format=RGB,width={IMAGE_SIDE},height={IMAGE_SIDE},pixel-aspect-ratio=1/1 \
-         ! appsink name={VIDEO_SINK} sync=false"
+         ! appsink name={VIDEO_SINK} sync={sync}"
     )
 }
 
-/// Appended to the audio branch: mono (channels averaged), 32-bit float, 48 kHz.
-pub fn audio_tail() -> String {
+/// Appended to the audio branch: mono (channels averaged), 32-bit float, 48 kHz; `sync`
+/// as for [`video_tail`].
+pub fn audio_tail(sync: bool) -> String {
     format!(
         "queue ! audioconvert ! audioresample \
          ! audio/x-raw,format=F32LE,layout=interleaved,channels=1,rate={SAMPLE_RATE} \
-         ! appsink name={AUDIO_SINK} sync=false"
+         ! appsink name={AUDIO_SINK} sync={sync}"
     )
 }
 
@@ -77,7 +79,7 @@ pub struct SourceSpec {
 }
 
 /// A parameter value; numbers and booleans are written into the pipeline as text.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(untagged)]
 pub enum ParamValue {
     Text(String),
@@ -112,10 +114,12 @@ impl PipelineFile {
     }
 
     /// The complete launch description for a stream: placeholders replaced (stream params
-    /// first, then the file's defaults) and the tails appended. Errors name the key.
+    /// first, then the file's defaults) and the tails appended, synchronised to the clock
+    /// when `realtime`. Errors name the key.
     pub fn launch_description(
         &self,
         stream_params: &BTreeMap<String, String>,
+        realtime: bool,
     ) -> Result<String, Vec<String>> {
         let mut errors = Vec::new();
         for name in stream_params.keys() {
@@ -147,8 +151,8 @@ impl PipelineFile {
         }
         Ok(format!(
             "{shared} {video} ! {}  {audio} ! {}",
-            video_tail(),
-            audio_tail()
+            video_tail(realtime),
+            audio_tail(realtime)
         )
         .trim_start()
         .to_string())

@@ -38,8 +38,9 @@ pub enum StreamState {
 pub struct StreamStats {
     pub name: String,
     pub windows: AtomicU64,
-    /// Windows this stream queued that were dropped because the queue was full.
-    pub dropped: AtomicU64,
+    /// Windows of this stream dropped from the full queue (the queue's count for its
+    /// lane: a window is counted against the stream it belonged to).
+    pub dropped: Arc<AtomicU64>,
     pub restarts: AtomicU64,
     /// Warnings and suspicious input (digital silence) reported as faults.
     pub faults: AtomicU64,
@@ -50,11 +51,11 @@ pub struct StreamStats {
 }
 
 impl StreamStats {
-    fn new(name: &str) -> StreamStats {
+    fn new(name: &str, dropped: Arc<AtomicU64>) -> StreamStats {
         StreamStats {
             name: name.to_string(),
             windows: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            dropped,
             restarts: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             filled_samples: AtomicU64::new(0),
@@ -137,7 +138,7 @@ pub fn spawn(
     window: WindowConfig,
     out: WindowSender,
 ) -> StreamHandle {
-    let stats = Arc::new(StreamStats::new(&spec.name));
+    let stats = Arc::new(StreamStats::new(&spec.name, out.dropped_of(&spec.name)));
     let stop = Arc::new(AtomicBool::new(false));
     let supervisor = Supervisor {
         spec,
@@ -174,11 +175,8 @@ pub(super) fn hand_off(stats: &StreamStats, out: &WindowSender, w: Window) {
     stats
         .filled_frames
         .fetch_add(w.filled_frames as u64, Ordering::Relaxed);
-    match out.send(w) {
-        Ok(dropped) => {
-            stats.dropped.fetch_add(dropped, Ordering::Relaxed);
-        }
-        Err(_) => tracing::debug!("stream '{}': nobody receives windows", stats.name),
+    if out.send(w).is_err() {
+        tracing::debug!("stream '{}': nobody receives windows", stats.name);
     }
 }
 
@@ -253,6 +251,14 @@ impl Supervisor {
             let returned = returned.unwrap_or_else(|| self.assembler());
             match outcome {
                 Outcome::Stopped => break,
+                Outcome::EndOfStream if self.spec.live => {
+                    // A camera or microphone does not end: one that does has failed.
+                    if !self.restart(CaptureError::Ended, &mut backoff, started) {
+                        break;
+                    }
+                    assembler = self.assembler();
+                    offset_ns = 0;
+                }
                 Outcome::EndOfStream if self.spec.looping => {
                     tracing::info!("stream '{name}': end of file, looping");
                     // Continue the same timeline: the next run's timestamps follow on.
@@ -268,24 +274,7 @@ impl Supervisor {
                     break;
                 }
                 Outcome::Failed(error) => {
-                    tracing::error!("stream '{name}': {error}");
-                    if let CaptureError::Element {
-                        debug: Some(details),
-                        ..
-                    } = &error
-                    {
-                        tracing::debug!("stream '{name}': {details}");
-                    }
-                    if started.elapsed() > Duration::from_secs(30) {
-                        backoff.reset();
-                    }
-                    let delay = backoff.next();
-                    self.stats.failed(&error);
-                    tracing::info!(
-                        "stream '{name}': restarting in {:.1} s",
-                        delay.as_secs_f64()
-                    );
-                    if !self.sleep(delay) {
+                    if !self.restart(error, &mut backoff, started) {
                         break;
                     }
                     // After a failure the timeline starts afresh.
@@ -297,7 +286,31 @@ impl Supervisor {
         self.stats.set_state(StreamState::Ended);
     }
 
-    /// A fresh assembler. A live source's late video is filled in after a second, so a
+    /// Log a failure, count it and wait out the backoff; false when stopped meanwhile.
+    fn restart(&self, error: CaptureError, backoff: &mut Backoff, started: Instant) -> bool {
+        let name = &self.spec.name;
+        tracing::error!("stream '{name}': {error}");
+        if let CaptureError::Element {
+            debug: Some(details),
+            ..
+        } = &error
+        {
+            tracing::debug!("stream '{name}': {details}");
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            backoff.reset();
+        }
+        let delay = backoff.next();
+        self.stats.failed(&error);
+        tracing::info!(
+            "stream '{name}': restarting in {:.1} s",
+            delay.as_secs_f64()
+        );
+        self.sleep(delay)
+    }
+
+    /// A fresh assembler, numbering its windows on from the stream's last (`seq` stays
+    /// monotonic across restarts). A live source's late video is filled in after a second, so a
     /// frozen camera cannot hold up the labels. A file's audio and video decode at their
     /// own pace (a 1280 × 720 picture far slower than its sound): it waits for every
     /// frame or the video's end, so the same file gives the same windows on every run;
@@ -308,7 +321,10 @@ impl Supervisor {
         } else {
             FILE_VIDEO_WAIT_S
         };
-        Assembler::new(&self.spec.name, &self.window).with_video_wait(wait)
+        let next_seq = self.stats.windows.load(Ordering::Relaxed);
+        Assembler::new(&self.spec.name, &self.window)
+            .with_video_wait(wait)
+            .with_first_seq(next_seq)
     }
 
     /// Sleep unless asked to stop; false when stopped.

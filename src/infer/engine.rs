@@ -59,7 +59,8 @@ struct Missing {
 /// One stream's cached embeddings.
 #[derive(Default)]
 struct StreamCache {
-    last_start: Option<u64>,
+    /// The timeline and start of the stream's latest window.
+    last_start: Option<(u64, u64)>,
     /// OpenL3 embedding (512) per frame position (0.1 s grid).
     audio: BTreeMap<u64, Tensor>,
     /// Image-branch embedding (dim) per frame, keyed by the frame's allocation (windows
@@ -207,13 +208,18 @@ impl Engine {
     /// Encode what the caches lack, batched across the windows, then assemble the batch.
     fn embeddings_cached(&mut self, windows: &[Window]) -> (Tensor, Tensor) {
         let stride = self.config.audio_stride.max(1);
-        // A stream whose timeline went back (restart) starts a fresh cache.
+        // A stream on a new timeline (restarted, or resynchronised after a long gap)
+        // starts a fresh cache: its frame positions mean other audio now.
         for w in windows {
             let cache = self.caches.entry(w.stream.clone()).or_default();
-            if cache.last_start.is_some_and(|s| w.start_sample < s) {
+            let now = (w.timeline, w.start_sample);
+            if cache
+                .last_start
+                .is_some_and(|(timeline, start)| timeline != w.timeline || w.start_sample < start)
+            {
                 *cache = StreamCache::default();
             }
-            cache.last_start = Some(w.start_sample);
+            cache.last_start = Some(now);
         }
         let missing = self.missing(windows, stride);
         self.encode_missing(missing);

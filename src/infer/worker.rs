@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Sender, TrySendError};
 
 use super::{Engine, InferenceConfig, SceneResult};
+use crate::capture::{RecvTimeoutError, WindowReceiver};
 use crate::support::metrics::{Collector, Encoder, Histogram, counter, counters, gauge};
-use crate::window::Window;
 
 /// Seconds from a window's completion to its result (queue wait + model).
 pub const LATENCY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -188,7 +188,7 @@ pub fn spawn_worker(
     engine: Engine,
     config: &InferenceConfig,
     threads: usize,
-    windows: Receiver<Window>,
+    windows: WindowReceiver,
     results: Sender<SceneResult>,
 ) -> std::io::Result<Worker> {
     let stats = Arc::new(WorkerStats::default());
@@ -213,7 +213,7 @@ pub fn spawn_worker(
 fn run(
     mut engine: Engine,
     config: &InferenceConfig,
-    windows: &Receiver<Window>,
+    windows: &WindowReceiver,
     results: &Sender<SceneResult>,
     stats: &WorkerStats,
     stop: &AtomicBool,

@@ -248,9 +248,14 @@ impl FeatureCache {
             .map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
         // "v3": entries hold every clip of a recording, stacked; frames stretched whole
         // (v2 caches hold letterboxed frames).
-        let settings =
-            fnv1a(format!("v3 {:?} {}", model.features, crate::capture::video_tail()).as_bytes())
-                ^ weights_hash(model, "openl3.");
+        let settings = fnv1a(
+            format!(
+                "v3 {:?} {}",
+                model.features,
+                crate::capture::video_tail(false)
+            )
+            .as_bytes(),
+        ) ^ weights_hash(model, "openl3.");
         Ok(FeatureCache {
             dir: dir.to_path_buf(),
             settings,

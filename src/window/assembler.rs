@@ -15,6 +15,10 @@ pub const END_TOLERANCE: u64 = SAMPLE_RATE / 2;
 const NS_PER_S: u64 = 1_000_000_000;
 /// Timestamp jitter within which audio buffers count as contiguous (1 ms).
 const JITTER_SAMPLES: u64 = 48;
+/// Most frames held: a window's and a minute ahead at 1 fps. Video whose timestamps run
+/// far ahead of the audio (a clock jump) would otherwise pile up until the audio got
+/// there; beyond this the farthest ahead are let go.
+const MAX_FRAMES: usize = IMAGES + 60;
 
 /// Counters of what the assembler had to repair.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +29,8 @@ pub struct AssemblerCounts {
     pub dropped_samples: u64,
     /// Frames discarded because their second had already been emitted.
     pub late_frames: u64,
+    /// Frames let go because they were too far ahead of the audio ([`MAX_FRAMES`]).
+    pub early_frames: u64,
     /// Times the timeline restarted after a gap longer than a window.
     pub resyncs: u64,
 }
@@ -45,6 +51,8 @@ pub struct Assembler {
     frames: BTreeMap<u64, Arc<[u8]>>,
     latest_frame: Option<u64>,
     next_seq: u64,
+    /// This timeline's id (see [`Window::timeline`]).
+    timeline: u64,
     /// How far (in samples) the audio may run past a window before missing video is
     /// filled in: a second for live sources; for files, whose branches decode at their
     /// own pace, long enough that decoding order never changes the result.
@@ -56,6 +64,12 @@ pub struct Assembler {
     emitted: u64,
     black: Arc<[u8]>,
     counts: AssemblerCounts,
+}
+
+/// A timeline id no other window of this process has had.
+fn next_timeline() -> u64 {
+    static TIMELINES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    TIMELINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn ns_to_samples(ns: u64) -> u64 {
@@ -75,12 +89,19 @@ impl Assembler {
             frames: BTreeMap::new(),
             latest_frame: None,
             next_seq: 0,
+            timeline: next_timeline(),
             video_wait: SAMPLE_RATE,
             video_ended: false,
             emitted: 0,
             black: Arc::from(vec![0u8; IMAGE_BYTES]),
             counts: AssemblerCounts::default(),
         }
+    }
+
+    /// Number the windows from `seq` on (a restarted stream continues its count).
+    pub fn with_first_seq(mut self, seq: u64) -> Assembler {
+        self.next_seq = seq;
+        self
     }
 
     /// Wait up to `seconds` of audio past a window's end for its video (default 1 s).
@@ -186,11 +207,16 @@ impl Assembler {
             return Vec::new();
         }
         self.frames.insert(at, rgb);
-        self.latest_frame = Some(self.latest_frame.map_or(at, |l| l.max(at)));
+        if self.frames.len() > MAX_FRAMES {
+            self.frames.pop_last();
+            self.counts.early_frames += 1;
+        }
+        self.latest_frame = self.frames.last_key_value().map(|(&t, _)| t);
         self.emit_ready()
     }
 
     fn resync(&mut self, at: u64) {
+        self.timeline = next_timeline();
         self.origin = Some(at);
         self.wall_origin = SystemTime::now();
         self.audio.clear();
@@ -279,6 +305,7 @@ impl Assembler {
         Window {
             stream: self.stream.clone(),
             seq: self.next_seq,
+            timeline: self.timeline,
             start_sample: start - origin,
             start_wall: wall(start),
             end_wall: wall(end),
