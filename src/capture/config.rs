@@ -112,6 +112,37 @@ impl StreamConfig {
         }
     }
 
+    /// The stream's params split into the placeholders' values (as text) and the
+    /// `loop` and `realtime` switches, which override the pipeline file's (realtime
+    /// applies to files only: a live source has its own clock).
+    fn switches(
+        &self,
+        file: &PipelineFile,
+        key: &str,
+        problems: &mut Problems,
+    ) -> (BTreeMap<String, String>, bool, bool) {
+        let mut params = self.params.clone();
+        let mut switch = |name: &str, default: bool| match params.remove(name) {
+            None => default,
+            Some(ParamValue::Bool(on)) => on,
+            Some(ParamValue::Text(t)) if t == "true" || t == "false" => t == "true",
+            Some(other) => {
+                problems.push(
+                    format!("{key}.{name}"),
+                    format!("must be true or false, not {}", other.to_text()),
+                );
+                default
+            }
+        };
+        let looping = switch("loop", file.looping);
+        let realtime = switch("realtime", file.realtime) && !file.live;
+        let text = params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_text()))
+            .collect();
+        (text, looping, realtime)
+    }
+
     /// Find, read and check the pipeline file; `None` (with problems recorded) when any
     /// of that fails.
     pub fn resolve(
@@ -150,25 +181,7 @@ impl StreamConfig {
                 return None;
             }
         };
-        let mut params = self.params.clone();
-        let mut switch = |name: &str, default: bool| match params.remove(name) {
-            None => default,
-            Some(ParamValue::Bool(on)) => on,
-            Some(ParamValue::Text(t)) if t == "true" || t == "false" => t == "true",
-            Some(other) => {
-                problems.push(
-                    format!("{params_key}.{name}"),
-                    format!("must be true or false, not {}", other.to_text()),
-                );
-                default
-            }
-        };
-        let looping = switch("loop", file.looping);
-        let realtime = switch("realtime", file.realtime) && !file.live;
-        let params: BTreeMap<String, String> = params
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_text()))
-            .collect();
+        let (params, looping, realtime) = self.switches(&file, &params_key, problems);
         let launch = match file.launch_description(&params, realtime) {
             Ok(launch) => launch,
             Err(reasons) => {

@@ -143,3 +143,13 @@ pub fn discovery_payload(config: &MqttConfig, stream: &str, model_id: &str) -> s
     };
     serde_json::to_value(payload).unwrap_or_default()
 }
+
+/// A run id: 8 hex digits from the start time and process id.
+pub fn run_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let seed = format!("{now}-{}", std::process::id());
+    format!("{:08x}", crate::support::fnv1a(seed.as_bytes()) as u32)
+}

@@ -18,9 +18,9 @@ use tokio::sync::mpsc;
 use super::MqttConfig;
 use super::connection::{MqttError, client_id, event_loop, explain, options};
 use super::driver::{Driver, Lost, Reason, Report};
-use super::messages::scene_topic;
 use super::messages::{
-    discovery_payload, discovery_topic, scene_payload, state_topic, status_topic,
+    discovery_payload, discovery_topic, run_id, scene_payload, scene_topic, state_topic,
+    status_topic,
 };
 use super::outbox::{MAX_IN_FLIGHT, Message, Outbox};
 use super::stats::PublishStats;
@@ -156,16 +156,6 @@ impl Publisher {
             let _ = t.join();
         }
     }
-}
-
-/// A run id: 8 hex digits from the start time and process id.
-fn run_id() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let seed = format!("{now}-{}", std::process::id());
-    format!("{:08x}", crate::support::fnv1a(seed.as_bytes()) as u32)
 }
 
 struct Loop {
