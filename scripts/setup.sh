@@ -46,6 +46,7 @@ apt_pkgs=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-alsa gstreamer1.0-pulseaudio
   mosquitto mosquitto-clients
   libfontconfig1-dev libfreetype-dev fonts-dejavu-core
+  python3-gi gir1.2-gst-rtsp-server-1.0
 )
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -64,6 +65,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   say "Debian packages present"
 fi
+# python3-gi and the RTSP server's bindings: the tests' IP camera (tests/rtsp/serve.py).
 # Debian starts a system-wide mosquitto on :1883 on install where systemd runs; avscene's
 # tests start their own broker on a free port and never rely on it.
 

@@ -31,6 +31,10 @@ if ! command -v systemd-analyze >/dev/null; then
   echo "test.sh: skipping the systemd unit check: systemd-analyze is not installed" >&2
   skip="${skip:+$skip,}systemd-analyze"
 fi
+if ! /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' >/dev/null 2>&1; then
+  echo "test.sh: skipping the RTSP camera tests: no GStreamer RTSP server for Python (scripts/setup.sh installs python3-gi gir1.2-gst-rtsp-server-1.0)" >&2
+  skip="${skip:+$skip,}rtsp-server"
+fi
 export AVSCENE_TEST_SKIP="$skip"
 # --release: the tests reuse the release build of torch-sys's C++ (no second compile).
 cargo test --release --locked "$@"

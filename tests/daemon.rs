@@ -461,6 +461,13 @@ fn a_dead_source_leaves_the_others_publishing() {
         metric(&page, "avscene_stream_restarts_total{stream=\"gone\"}").unwrap() >= 1.0,
         "{page}"
     );
+    // In Home Assistant the failing camera is unavailable, the other one is not.
+    let availability = |stream: &str, want: &'static str| {
+        let topic = format!("avscene/{stream}/availability");
+        common::retained_when(broker.port, &topic, 10.0, |p| p == want)
+    };
+    assert_eq!(availability("gone", "offline"), "offline");
+    assert_eq!(availability("demo", "online"), "online");
     terminate(&mut child);
 }
 

@@ -164,8 +164,30 @@ fn home_assistant_discovery_is_retained_and_resent_when_home_assistant_returns()
     assert_eq!(v["state_topic"], "avscene/porch/state");
     assert_eq!(v["json_attributes_topic"], "avscene/porch/scene");
     assert_eq!(v["availability"][0]["topic"], "avscene/status");
+    assert_eq!(v["availability"][1]["topic"], "avscene/porch/availability");
+    assert_eq!(v["availability_mode"], "all", "the daemon and the stream");
     assert_eq!(v["unique_id"], "avscene_porch_scene");
     assert_eq!(v["device"]["identifiers"][0], "avscene_porch");
+    publisher.stop();
+}
+
+#[test]
+fn a_streams_availability_is_retained_and_said_again_after_the_broker_forgot_it() {
+    let mut broker = Broker::start("allow_anonymous true");
+    let publisher = porch_publisher(&config(broker.port));
+    let topic = "avscene/porch/availability";
+    let retained = |port: u16, want: &'static str| retained_when(port, topic, 10.0, |p| p == want);
+    publisher.set_available("porch", false);
+    assert_eq!(retained(broker.port, "offline"), "offline");
+    publisher.set_available("porch", true);
+    assert_eq!(retained(broker.port, "online"), "online");
+    // A broker without persistence restarts with nothing retained: said again.
+    broker.stop();
+    assert!(wait_until(10.0, || !connected(&publisher)));
+    broker.restart();
+    assert_eq!(retained(broker.port, "online"), "online");
+    publisher.remove_stream("porch");
+    assert_eq!(retained(broker.port, ""), "", "cleared with the stream");
     publisher.stop();
 }
 

@@ -22,6 +22,18 @@ pub enum CaptureError {
         message: String,
         /// GStreamer's debug text: logged at debug level, kept for the curious.
         debug: Option<String>,
+        /// GStreamer's resource error code, when it is one (not found, cannot open, …).
+        kind: Option<gstreamer::ResourceError>,
+    },
+    /// A networked or file source (one with a `uri`) failed: which, and how.
+    #[error("{element}: {uri}: {problem} ({message})")]
+    Source {
+        element: String,
+        /// The source's URI, credentials replaced by `***`.
+        uri: String,
+        problem: SourceProblem,
+        message: String,
+        debug: Option<String>,
     },
     #[error("the pipeline refused to start")]
     Refused,
@@ -36,4 +48,64 @@ pub enum CaptureError {
         seconds: f64,
         limit: f64,
     },
+}
+
+/// How a source with a URI failed, as far as GStreamer's error and the run tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SourceProblem {
+    /// The server answered that the path (or the file) is not there.
+    #[error("not found")]
+    NotFound,
+    /// No connection before anything arrived: nothing listens there, or it is
+    /// unreachable.
+    #[error("cannot connect (connection refused or unreachable)")]
+    CannotConnect,
+    /// It delivered, then the connection was lost.
+    #[error("connection lost")]
+    Lost,
+    /// Any other failure of the source.
+    #[error("failed")]
+    Failed,
+}
+
+/// The `uri=` a launch description gives its source, credentials replaced by `***`.
+pub fn source_uri(launch: &str) -> Option<String> {
+    let start = launch.find("uri=")? + 4;
+    let rest = &launch[start..];
+    let uri = match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next()?,
+        None => rest.split_whitespace().next()?,
+    };
+    Some(redact(uri))
+}
+
+/// `rtsp://user:pass@host/x` → `rtsp://***@host/x`.
+fn redact(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => uri.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_uri_comes_out_of_the_launch_without_credentials() {
+        let launch = "uridecodebin uri=rtsp://admin:s3cret@cam.lan:554/live name=src src. ! queue";
+        assert_eq!(source_uri(launch).unwrap(), "rtsp://***@cam.lan:554/live");
+        let quoted = "uridecodebin uri=\"file:///a b.mp4\" name=src";
+        assert_eq!(source_uri(quoted).unwrap(), "file:///a b.mp4");
+        assert_eq!(source_uri("v4l2src device=/dev/video0"), None);
+        assert_eq!(
+            redact("http://h/p@q"),
+            "http://h/p@q",
+            "an @ in the path is no login"
+        );
+    }
 }

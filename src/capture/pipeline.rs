@@ -16,7 +16,12 @@ pub const VIDEO_SINK: &str = "video";
 pub const AUDIO_SINK: &str = "audio";
 
 /// Appended to the video branch: one frame per second, RGB, the whole frame stretched to
-/// 224 × 224 whatever its aspect ratio or pixel aspect ratio — `add-borders=false`, else
+/// 224 × 224 whatever its aspect ratio or pixel aspect ratio. `videorate drop-only`: it
+/// only drops frames, never duplicates one for a second that had none — a camera that
+/// froze for a few seconds would otherwise come back as repeated frames passed off as
+/// new and, as the burst after the freeze is paced out at 1 fps, video running seconds
+/// ahead of the audio; the window assembler fills such seconds itself and counts them.
+/// `add-borders=false`, else
 /// videoscale letterboxes a 16:9 frame into 224 × 126 between black bars. The authors
 /// resized every frame with PIL's default (bicubic) filter; Catmull-Rom is the same
 /// kernel (a mean difference below one level of 255, measured). `sync`: the appsink
@@ -24,7 +29,7 @@ pub const AUDIO_SINK: &str = "audio";
 /// decoded as fast as they go) a live source's latency does not delay the windows.
 pub fn video_tail(sync: bool) -> String {
     format!(
-        "queue ! videorate ! video/x-raw,framerate=1/1 ! videoconvert \
+        "queue ! videorate drop-only=true ! video/x-raw,framerate=1/1 ! videoconvert \
          ! videoscale add-borders=false method=catrom \
          ! video/x-raw,format=RGB,width={IMAGE_SIDE},height={IMAGE_SIDE},pixel-aspect-ratio=1/1 \
          ! appsink name={VIDEO_SINK} sync={sync}"

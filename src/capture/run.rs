@@ -12,7 +12,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::config::{CaptureConfig, StreamSpec};
-use super::error::CaptureError;
+use super::error::{CaptureError, SourceProblem, source_uri};
 use super::handoff::WindowSender;
 use super::pipeline::{AUDIO_SINK, VIDEO_SINK};
 use super::stream::{StreamState, StreamStats, hand_off};
@@ -42,6 +42,9 @@ struct RunShared {
     /// Milliseconds since `started` of the last audio / video buffer.
     last_audio_ms: AtomicU64,
     last_video_ms: AtomicU64,
+    /// Audio and video have each delivered a buffer in this run.
+    audio_flowing: AtomicBool,
+    video_flowing: AtomicBool,
     /// Running time (ns, with `offset_ns`) at the end of the latest audio buffer.
     audio_end_ns: AtomicU64,
     offset_ns: u64,
@@ -107,11 +110,14 @@ impl RunShared {
         &self,
         push: impl FnOnce(&mut Assembler) -> Vec<Window>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let windows = match self.assembler.lock() {
-            Ok(mut a) => push(&mut a),
-            Err(_) => return Err(gst::FlowError::Error),
+        let Ok(mut assembler) = self.assembler.lock() else {
+            return Err(gst::FlowError::Error);
         };
+        let windows = push(&mut assembler);
+        // Handed on under the lock (the hand-off never blocks): the audio and video
+        // threads both complete windows, and must not overtake each other with them.
         self.deliver(windows);
+        drop(assembler);
         Ok(gst::FlowSuccess::Ok)
     }
 }
@@ -131,6 +137,7 @@ fn on_audio(
     shared
         .last_audio_ms
         .store(shared.elapsed_ms(), Ordering::Relaxed);
+    shared.audio_flowing.store(true, Ordering::Relaxed);
     shared.assemble(|a| a.push_audio(pts, &samples))
 }
 
@@ -156,6 +163,7 @@ fn on_video(
     shared
         .last_video_ms
         .store(shared.elapsed_ms(), Ordering::Relaxed);
+    shared.video_flowing.store(true, Ordering::Relaxed);
     shared.assemble(|a| a.push_frame(pts, frame))
 }
 
@@ -185,6 +193,8 @@ impl Run<'_> {
             started: Instant::now(),
             last_audio_ms: AtomicU64::new(0),
             last_video_ms: AtomicU64::new(0),
+            audio_flowing: AtomicBool::new(false),
+            video_flowing: AtomicBool::new(false),
             audio_end_ns: AtomicU64::new(offset_ns),
             offset_ns,
             silent_windows: AtomicU64::new(0),
@@ -274,7 +284,9 @@ impl Run<'_> {
                 .unwrap_or(CaptureError::Refused);
             return Outcome::Failed(error);
         }
-        self.stats.set_state(StreamState::Running);
+        // Running once both branches deliver, not when the pipeline says it plays: an
+        // attempt hanging against a frozen camera is still starting.
+        let mut running = false;
         let types = [
             gst::MessageType::Error,
             gst::MessageType::Eos,
@@ -298,14 +310,55 @@ impl Run<'_> {
                     }
                     _ => {
                         if let Some(error) = element_error(&msg) {
-                            return Outcome::Failed(error);
+                            return Outcome::Failed(self.name_source(error, shared));
                         }
                     }
                 }
             }
+            if !running
+                && shared.audio_flowing.load(Ordering::Relaxed)
+                && shared.video_flowing.load(Ordering::Relaxed)
+            {
+                running = true;
+                self.stats.set_state(StreamState::Running);
+            }
             if let Some(stall) = self.stalled(shared) {
                 return Outcome::Failed(stall);
             }
+        }
+    }
+
+    /// An element's error, for a source with a URI: which URI, and whether it was not
+    /// found, never connected or was lost after it had delivered.
+    fn name_source(&self, error: CaptureError, shared: &RunShared) -> CaptureError {
+        let (
+            Some(uri),
+            CaptureError::Element {
+                element,
+                message,
+                debug,
+                kind,
+            },
+        ) = (source_uri(&self.spec.launch), &error)
+        else {
+            return error;
+        };
+        let delivered = shared.audio_flowing.load(Ordering::Relaxed)
+            || shared.video_flowing.load(Ordering::Relaxed);
+        let problem = match kind {
+            Some(gst::ResourceError::NotFound) => SourceProblem::NotFound,
+            _ if delivered => SourceProblem::Lost,
+            Some(gst::ResourceError::OpenRead | gst::ResourceError::OpenReadWrite) => {
+                SourceProblem::CannotConnect
+            }
+            _ => SourceProblem::Failed,
+        };
+        CaptureError::Source {
+            element: element.clone(),
+            uri,
+            problem,
+            message: message.clone(),
+            debug: debug.clone(),
         }
     }
 
@@ -338,5 +391,6 @@ fn element_error(msg: &gst::Message) -> Option<CaptureError> {
         element: element_name(msg.src()),
         message: err.error().to_string(),
         debug: err.debug().map(|d| d.to_string()),
+        kind: err.error().kind::<gst::ResourceError>(),
     })
 }

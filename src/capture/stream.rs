@@ -293,6 +293,10 @@ impl Supervisor {
         if let CaptureError::Element {
             debug: Some(details),
             ..
+        }
+        | CaptureError::Source {
+            debug: Some(details),
+            ..
         } = &error
         {
             tracing::debug!("stream '{name}': {details}");

@@ -19,6 +19,12 @@ pub fn state_topic(prefix: &str, stream: &str) -> String {
     format!("{prefix}/{stream}/state")
 }
 
+/// `<prefix>/<stream>/availability`: `online` while the stream's source delivers,
+/// `offline` while it fails, retained.
+pub fn availability_topic(prefix: &str, stream: &str) -> String {
+    format!("{prefix}/{stream}/availability")
+}
+
 /// `<prefix>/status`: `online`, `offline` (Last Will) or `stopped`, retained.
 pub fn status_topic(prefix: &str) -> String {
     format!("{prefix}/status")
@@ -98,7 +104,9 @@ struct Discovery {
     state_topic: String,
     json_attributes_topic: String,
     json_attributes_template: &'static str,
-    availability: [Availability; 1],
+    availability: [Availability; 2],
+    /// Available only while both say so: the daemon and the stream's source.
+    availability_mode: &'static str,
     icon: &'static str,
     device: Device,
 }
@@ -128,10 +136,17 @@ pub fn discovery_payload(config: &MqttConfig, stream: &str, model_id: &str) -> s
         state_topic: state_topic(prefix, stream),
         json_attributes_topic: scene_topic(prefix, stream),
         json_attributes_template: "{{ value_json.probabilities | tojson }}",
-        availability: [Availability {
-            topic: status_topic(prefix),
-            value_template: "{{ 'online' if value == 'online' else 'offline' }}",
-        }],
+        availability: [
+            Availability {
+                topic: status_topic(prefix),
+                value_template: "{{ 'online' if value == 'online' else 'offline' }}",
+            },
+            Availability {
+                topic: availability_topic(prefix, stream),
+                value_template: "{{ 'online' if value == 'online' else 'offline' }}",
+            },
+        ],
+        availability_mode: "all",
         icon: "mdi:map-marker-radius",
         device: Device {
             identifiers: [format!("avscene_{stream}")],

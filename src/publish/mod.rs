@@ -10,7 +10,8 @@ mod stats;
 
 pub use config::{MqttConfig, QoS, TlsConfig};
 pub use messages::{
-    discovery_payload, discovery_topic, scene_payload, scene_topic, state_topic, status_topic,
+    availability_topic, discovery_payload, discovery_topic, scene_payload, scene_topic,
+    state_topic, status_topic,
 };
 pub use mqtt::Publisher;
 pub use stats::PublishStats;

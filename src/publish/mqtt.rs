@@ -19,8 +19,8 @@ use super::MqttConfig;
 use super::connection::{MqttError, client_id, event_loop, explain, options};
 use super::driver::{Driver, Lost, Reason, Report};
 use super::messages::{
-    discovery_payload, discovery_topic, run_id, scene_payload, scene_topic, state_topic,
-    status_topic,
+    availability_topic, discovery_payload, discovery_topic, run_id, scene_payload, scene_topic,
+    state_topic, status_topic,
 };
 use super::outbox::{MAX_IN_FLIGHT, Message, Outbox};
 use super::stats::PublishStats;
@@ -37,6 +37,8 @@ enum Command {
     AddStream(String),
     /// A stream was removed: clear its retained discovery config and state.
     RemoveStream(String),
+    /// A stream's source delivers (true) or fails (false).
+    Available(String, bool),
     Stop,
     /// Tests: vanish without a DISCONNECT, as a killed process would.
     Abort,
@@ -77,6 +79,7 @@ impl Publisher {
             model_id: model_id.to_string(),
             outbox: Outbox::new(config.outbox_capacity, stats.clone()),
             last_state: HashMap::new(),
+            available: HashMap::new(),
             stats: stats.clone(),
         };
         let keep_alive = Duration::from_secs(config.keep_alive_s);
@@ -130,6 +133,14 @@ impl Publisher {
         let _ = self.tx.try_send(Command::AddStream(stream.to_string()));
     }
 
+    /// Say whether a stream's source delivers (its `availability` topic, which Home
+    /// Assistant's entity follows beside the daemon's status).
+    pub fn set_available(&self, stream: &str, available: bool) {
+        let _ = self
+            .tx
+            .try_send(Command::Available(stream.to_string(), available));
+    }
+
     /// Forget a removed stream: its Home Assistant entity disappears (empty retained
     /// config) and its retained state is cleared.
     pub fn remove_stream(&self, stream: &str) {
@@ -168,6 +179,8 @@ struct Loop {
     outbox: Outbox,
     /// Per stream: the label last published on the state topic, and when.
     last_state: HashMap<String, (String, Instant)>,
+    /// Per stream: whether its source delivers, as last said (re-said on reconnect).
+    available: HashMap<String, bool>,
     stats: Arc<PublishStats>,
 }
 
@@ -199,12 +212,24 @@ impl Loop {
         }
     }
 
-    /// What a (re)connection announces: `online` first, then the discovery configs.
+    /// What a (re)connection announces: `online` first, then the discovery configs and
+    /// each stream's availability (a broker restarted without persistence forgot them).
     fn announce(&self) -> Vec<Message> {
         let status = status_topic(&self.config.topic_prefix);
         let mut messages = vec![retained(status, "online".into())];
         messages.extend(self.discovery());
+        messages.extend(
+            self.available
+                .iter()
+                .map(|(s, &on)| self.availability(s, on)),
+        );
         messages
+    }
+
+    fn availability(&self, stream: &str, available: bool) -> Message {
+        let payload = if available { "online" } else { "offline" };
+        let topic = availability_topic(&self.config.topic_prefix, stream);
+        retained(topic, payload.into())
     }
 
     fn discovery(&self) -> Vec<Message> {
@@ -354,6 +379,12 @@ impl Loop {
             Some(Command::Scene(result)) => self.scene(&result),
             Some(Command::AddStream(stream)) => self.add_stream(stream),
             Some(Command::RemoveStream(stream)) => self.remove_stream(&stream),
+            Some(Command::Available(stream, on)) => {
+                if self.streams.contains(&stream) && self.available.get(&stream) != Some(&on) {
+                    self.available.insert(stream.clone(), on);
+                    self.outbox.push(self.availability(&stream, on));
+                }
+            }
             Some(Command::Abort) => return Flow::End,
             Some(Command::Stop) | None => {
                 link.stopping = Some(Instant::now());
@@ -384,7 +415,12 @@ impl Loop {
     fn remove_stream(&mut self, stream: &str) {
         self.streams.retain(|s| s != stream);
         self.last_state.remove(stream);
-        let mut clear = vec![state_topic(&self.config.topic_prefix, stream)];
+        self.available.remove(stream);
+        let prefix = &self.config.topic_prefix;
+        let mut clear = vec![
+            state_topic(prefix, stream),
+            availability_topic(prefix, stream),
+        ];
         if self.config.discovery {
             clear.push(discovery_topic(&self.config, stream));
         }

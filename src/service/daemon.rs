@@ -20,7 +20,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use super::notify::Notifier;
 use super::status::StatusLine;
 use super::streams::Streams;
-use crate::capture::window_queue;
+use crate::capture::{StreamState, window_queue};
 use crate::config::Settings;
 use crate::infer::{SceneResult, Worker};
 use crate::metrics::{HealthPolicy, MetricsServer, ModelInfo, Telemetry};
@@ -95,6 +95,8 @@ struct Daemon {
     forward: JoinHandle<()>,
     status: StatusLine,
     hung_reported: bool,
+    /// Per stream: the availability last handed to the publisher.
+    available: HashMap<String, bool>,
 }
 
 impl Daemon {
@@ -164,6 +166,7 @@ impl Daemon {
             forward,
             status,
             hung_reported: false,
+            available: HashMap::new(),
         })
     }
 
@@ -200,6 +203,7 @@ impl Daemon {
                 }
                 for name in &removed {
                     self.publisher.remove_stream(name);
+                    self.available.remove(name);
                 }
                 self.telemetry.set_streams(self.streams.stats());
             }
@@ -225,6 +229,22 @@ impl Daemon {
         }
         if self.status.due() {
             self.notifier.status(&self.status.line(&self.telemetry));
+        }
+        self.say_availability();
+    }
+
+    /// Tell the publisher which streams' sources deliver: a stream is available while
+    /// running, not while failing or ended; one still starting has not said yet.
+    fn say_availability(&mut self) {
+        for stats in self.streams.stats() {
+            let available = match stats.state() {
+                StreamState::Running => true,
+                StreamState::Backoff { .. } | StreamState::Ended => false,
+                StreamState::Starting => continue,
+            };
+            if self.available.insert(stats.name.clone(), available) != Some(available) {
+                self.publisher.set_available(&stats.name, available);
+            }
         }
     }
 
