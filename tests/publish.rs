@@ -74,7 +74,7 @@ fn connected(publisher: &Publisher) -> bool {
 #[test]
 fn scene_state_and_status_payloads() {
     let broker = Broker::start("allow_anonymous true");
-    let sub = subscribe(broker.port, "avscene/#", 4);
+    let sub = subscribe(broker.port, "avscene/#", 5);
     let publisher = porch_publisher(&config(broker.port));
     publisher.publish(result("porch", 0, 4));
     publisher.publish(result("porch", 1, 4));
@@ -84,6 +84,7 @@ fn scene_state_and_status_payloads() {
         topics,
         [
             "avscene/status",
+            "avscene/porch/availability",
             "avscene/porch/scene",
             "avscene/porch/state",
             "avscene/porch/scene"
@@ -91,8 +92,9 @@ fn scene_state_and_status_payloads() {
         "{got:?}"
     );
     assert_eq!(got[0].1, "online");
+    assert_eq!(got[1].1, "offline", "no source has said it delivers");
     assert_eq!(
-        got[2].1, "park",
+        got[3].1, "park",
         "state: the label, once while it does not change"
     );
     for (_, payload) in got.iter().filter(|(t, _)| t.ends_with("/scene")) {
@@ -172,14 +174,50 @@ fn home_assistant_discovery_is_retained_and_resent_when_home_assistant_returns()
 }
 
 #[test]
-fn a_streams_availability_is_retained_and_said_again_after_the_broker_forgot_it() {
+fn a_stream_is_available_once_its_source_delivers_and_it_has_a_label_of_this_run() {
     let mut broker = Broker::start("allow_anonymous true");
+    // What an earlier run left: the stream online, and its label.
+    for (topic, payload) in [
+        ("avscene/porch/availability", "online"),
+        ("avscene/porch/state", "bus"),
+    ] {
+        let port = broker.port.to_string();
+        let published = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-t",
+                topic,
+                "-m",
+                payload,
+                "-r",
+                "-q",
+                "1",
+            ])
+            .status()
+            .unwrap();
+        assert!(published.success());
+    }
     let publisher = porch_publisher(&config(broker.port));
     let topic = "avscene/porch/availability";
     let retained = |port: u16, want: &'static str| retained_when(port, topic, 10.0, |p| p == want);
+    // Connected: the earlier run's label is not current.
+    assert_eq!(retained(broker.port, "offline"), "offline");
+    publisher.set_available("porch", true);
+    publisher.publish(result("porch", 0, 4));
+    assert_eq!(
+        retained(broker.port, "online"),
+        "online",
+        "delivering, with a label"
+    );
+    // The source fails: unavailable, and back only with a new label.
     publisher.set_available("porch", false);
     assert_eq!(retained(broker.port, "offline"), "offline");
     publisher.set_available("porch", true);
+    assert_eq!(common::first_message(broker.port, topic, 1), "offline");
+    publisher.publish(result("porch", 1, 4));
     assert_eq!(retained(broker.port, "online"), "online");
     // A broker without persistence restarts with nothing retained: said again.
     broker.stop();

@@ -4,7 +4,9 @@
 //! (the oldest dropped and counted beyond the bound), sent again after any reconnect,
 //! in order. The connection itself is polled by the [`Driver`] task. It announces itself
 //! on `<prefix>/status` (`online`; `offline` as Last Will; `stopped` on a clean stop)
-//! and describes each stream to Home Assistant.
+//! and describes each stream to Home Assistant. (Over 450 lines: the loop's handlers
+//! are one state machine over the outbox, the streams' announcements and the link, and
+//! read best together.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -80,6 +82,7 @@ impl Publisher {
             outbox: Outbox::new(config.outbox_capacity, stats.clone()),
             last_state: HashMap::new(),
             available: HashMap::new(),
+            said_available: HashMap::new(),
             stats: stats.clone(),
         };
         let keep_alive = Duration::from_secs(config.keep_alive_s);
@@ -179,8 +182,10 @@ struct Loop {
     outbox: Outbox,
     /// Per stream: the label last published on the state topic, and when.
     last_state: HashMap<String, (String, Instant)>,
-    /// Per stream: whether its source delivers, as last said (re-said on reconnect).
+    /// Per stream: whether its source delivers, as the daemon last said.
     available: HashMap<String, bool>,
+    /// Per stream: the availability last published (see [`Loop::is_available`]).
+    said_available: HashMap<String, bool>,
     stats: Arc<PublishStats>,
 }
 
@@ -210,19 +215,42 @@ impl Loop {
                 result.label.clone(),
             ));
         }
+        self.say_availability(&stream);
+    }
+
+    /// A stream is available while its source delivers and it has a label of this run
+    /// on the state topic: until then the retained label is an earlier one's (a
+    /// restart, an outage), which Home Assistant must not show as current.
+    fn is_available(&self, stream: &str) -> bool {
+        self.available.get(stream) == Some(&true) && self.last_state.contains_key(stream)
+    }
+
+    /// Publish the stream's availability if it changed (before the first connection
+    /// there is nothing to change: the announcement says it).
+    fn say_availability(&mut self, stream: &str) {
+        let now = self.is_available(stream);
+        match self.said_available.get_mut(stream) {
+            Some(said) if *said != now => {
+                *said = now;
+                let message = self.availability(stream, now);
+                self.outbox.push(message);
+            }
+            _ => {}
+        }
     }
 
     /// What a (re)connection announces: `online` first, then the discovery configs and
-    /// each stream's availability (a broker restarted without persistence forgot them).
-    fn announce(&self) -> Vec<Message> {
+    /// each stream's availability — a broker restarted without persistence forgot it,
+    /// and what it kept from an earlier run is out of date.
+    fn announce(&mut self) -> Vec<Message> {
         let status = status_topic(&self.config.topic_prefix);
         let mut messages = vec![retained(status, "online".into())];
         messages.extend(self.discovery());
-        messages.extend(
-            self.available
-                .iter()
-                .map(|(s, &on)| self.availability(s, on)),
-        );
+        for stream in self.streams.clone() {
+            let now = self.is_available(&stream);
+            self.said_available.insert(stream.clone(), now);
+            messages.push(self.availability(&stream, now));
+        }
         messages
     }
 
@@ -339,7 +367,8 @@ impl Loop {
                 self.stats.connected.store(true, Ordering::Relaxed);
                 link.connected(&self.config);
                 // Announce before anything queued while away.
-                self.outbox.push_front(self.announce());
+                let announce = self.announce();
+                self.outbox.push_front(announce);
                 if self.config.discovery {
                     let _ = client.try_subscribe(self.ha_status(), QoS::AtLeastOnce);
                 }
@@ -379,12 +408,15 @@ impl Loop {
             Some(Command::Scene(result)) => self.scene(&result),
             Some(Command::AddStream(stream)) => self.add_stream(stream),
             Some(Command::RemoveStream(stream)) => self.remove_stream(&stream),
-            Some(Command::Available(stream, on)) => {
-                if self.streams.contains(&stream) && self.available.get(&stream) != Some(&on) {
-                    self.available.insert(stream.clone(), on);
-                    self.outbox.push(self.availability(&stream, on));
+            Some(Command::Available(stream, on)) if self.streams.contains(&stream) => {
+                self.available.insert(stream.clone(), on);
+                if !on {
+                    // Back only with a new label: the last one is from before the outage.
+                    self.last_state.remove(&stream);
                 }
+                self.say_availability(&stream);
             }
+            Some(Command::Available(..)) => {}
             Some(Command::Abort) => return Flow::End,
             Some(Command::Stop) | None => {
                 link.stopping = Some(Instant::now());
@@ -404,6 +436,9 @@ impl Loop {
         if !self.streams.contains(&stream) {
             self.streams.push(stream.clone());
         }
+        // Not available until it delivers a label (the broker may hold an old `online`).
+        self.said_available.insert(stream.clone(), false);
+        self.outbox.push(self.availability(&stream, false));
         if self.config.discovery {
             let payload = discovery_payload(&self.config, &stream, &self.model_id).to_string();
             let topic = discovery_topic(&self.config, &stream);
@@ -416,6 +451,7 @@ impl Loop {
         self.streams.retain(|s| s != stream);
         self.last_state.remove(stream);
         self.available.remove(stream);
+        self.said_available.remove(stream);
         let prefix = &self.config.topic_prefix;
         let mut clear = vec![
             state_topic(prefix, stream),
