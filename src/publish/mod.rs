@@ -1,5 +1,6 @@
 //! Publishing scene labels over MQTT (rumqttc on tokio) and Home Assistant discovery.
 
+mod announce;
 mod config;
 pub mod connection;
 mod driver;

@@ -4,9 +4,7 @@
 //! (the oldest dropped and counted beyond the bound), sent again after any reconnect,
 //! in order. The connection itself is polled by the [`Driver`] task. It announces itself
 //! on `<prefix>/status` (`online`; `offline` as Last Will; `stopped` on a clean stop)
-//! and describes each stream to Home Assistant. (Over 450 lines: the loop's handlers
-//! are one state machine over the outbox, the streams' announcements and the link, and
-//! read best together.)
+//! and describes each stream to Home Assistant (`announce.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,12 +16,10 @@ use rumqttc::{AsyncClient, Event, LastWill, Outgoing, Packet, QoS};
 use tokio::sync::mpsc;
 
 use super::MqttConfig;
+use super::announce::retained;
 use super::connection::{MqttError, client_id, event_loop, explain, options};
 use super::driver::{Driver, Lost, Reason, Report};
-use super::messages::{
-    availability_topic, discovery_payload, discovery_topic, run_id, scene_payload, scene_topic,
-    state_topic, status_topic,
-};
+use super::messages::{run_id, scene_payload, scene_topic, state_topic, status_topic};
 use super::outbox::{MAX_IN_FLIGHT, Message, Outbox};
 use super::stats::PublishStats;
 use crate::infer::SceneResult;
@@ -172,21 +168,21 @@ impl Publisher {
     }
 }
 
-struct Loop {
-    config: MqttConfig,
-    client_id: String,
-    run_id: String,
-    streams: Vec<String>,
-    classes: Vec<String>,
-    model_id: String,
-    outbox: Outbox,
+pub(super) struct Loop {
+    pub(super) config: MqttConfig,
+    pub(super) client_id: String,
+    pub(super) run_id: String,
+    pub(super) streams: Vec<String>,
+    pub(super) classes: Vec<String>,
+    pub(super) model_id: String,
+    pub(super) outbox: Outbox,
     /// Per stream: the label last published on the state topic, and when.
-    last_state: HashMap<String, (String, Instant)>,
+    pub(super) last_state: HashMap<String, (String, Instant)>,
     /// Per stream: whether its source delivers, as the daemon last said.
-    available: HashMap<String, bool>,
+    pub(super) available: HashMap<String, bool>,
     /// Per stream: the availability last published (see [`Loop::is_available`]).
-    said_available: HashMap<String, bool>,
-    stats: Arc<PublishStats>,
+    pub(super) said_available: HashMap<String, bool>,
+    pub(super) stats: Arc<PublishStats>,
 }
 
 impl Loop {
@@ -216,61 +212,6 @@ impl Loop {
             ));
         }
         self.say_availability(&stream);
-    }
-
-    /// A stream is available while its source delivers and it has a label of this run
-    /// on the state topic: until then the retained label is an earlier one's (a
-    /// restart, an outage), which Home Assistant must not show as current.
-    fn is_available(&self, stream: &str) -> bool {
-        self.available.get(stream) == Some(&true) && self.last_state.contains_key(stream)
-    }
-
-    /// Publish the stream's availability if it changed (before the first connection
-    /// there is nothing to change: the announcement says it).
-    fn say_availability(&mut self, stream: &str) {
-        let now = self.is_available(stream);
-        match self.said_available.get_mut(stream) {
-            Some(said) if *said != now => {
-                *said = now;
-                let message = self.availability(stream, now);
-                self.outbox.push(message);
-            }
-            _ => {}
-        }
-    }
-
-    /// What a (re)connection announces: `online` first, then the discovery configs and
-    /// each stream's availability — a broker restarted without persistence forgot it,
-    /// and what it kept from an earlier run is out of date.
-    fn announce(&mut self) -> Vec<Message> {
-        let status = status_topic(&self.config.topic_prefix);
-        let mut messages = vec![retained(status, "online".into())];
-        messages.extend(self.discovery());
-        for stream in self.streams.clone() {
-            let now = self.is_available(&stream);
-            self.said_available.insert(stream.clone(), now);
-            messages.push(self.availability(&stream, now));
-        }
-        messages
-    }
-
-    fn availability(&self, stream: &str, available: bool) -> Message {
-        let payload = if available { "online" } else { "offline" };
-        let topic = availability_topic(&self.config.topic_prefix, stream);
-        retained(topic, payload.into())
-    }
-
-    fn discovery(&self) -> Vec<Message> {
-        if !self.config.discovery {
-            return Vec::new();
-        }
-        self.streams
-            .iter()
-            .map(|s| {
-                let payload = discovery_payload(&self.config, s, &self.model_id).to_string();
-                retained(discovery_topic(&self.config, s), payload)
-            })
-            .collect()
     }
 
     async fn run(
@@ -429,50 +370,6 @@ impl Loop {
         }
         self.hand_over(client, link);
         Flow::Go
-    }
-
-    /// A stream added on reload: describe it to Home Assistant.
-    fn add_stream(&mut self, stream: String) {
-        if !self.streams.contains(&stream) {
-            self.streams.push(stream.clone());
-        }
-        // Not available until it delivers a label (the broker may hold an old `online`).
-        self.said_available.insert(stream.clone(), false);
-        self.outbox.push(self.availability(&stream, false));
-        if self.config.discovery {
-            let payload = discovery_payload(&self.config, &stream, &self.model_id).to_string();
-            let topic = discovery_topic(&self.config, &stream);
-            self.outbox.push(retained(topic, payload));
-        }
-    }
-
-    /// A stream removed: clear its retained state and discovery config.
-    fn remove_stream(&mut self, stream: &str) {
-        self.streams.retain(|s| s != stream);
-        self.last_state.remove(stream);
-        self.available.remove(stream);
-        self.said_available.remove(stream);
-        let prefix = &self.config.topic_prefix;
-        let mut clear = vec![
-            state_topic(prefix, stream),
-            availability_topic(prefix, stream),
-        ];
-        if self.config.discovery {
-            clear.push(discovery_topic(&self.config, stream));
-        }
-        for topic in clear {
-            self.outbox.push(retained(topic, String::new()));
-        }
-    }
-}
-
-/// A retained QoS 1 message (status, state, discovery).
-fn retained(topic: String, payload: String) -> Message {
-    Message {
-        topic,
-        payload,
-        qos: QoS::AtLeastOnce,
-        retain: true,
     }
 }
 
