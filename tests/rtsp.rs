@@ -86,9 +86,10 @@ impl Drop for Camera {
     }
 }
 
-/// Capture the camera through the shipped RTSP pipeline.
+/// Capture `uri` through the shipped RTSP pipeline, restarting after `restart_s`.
 fn capture(
-    camera: &Camera,
+    uri: &str,
+    restart_s: f64,
     dir: &std::path::Path,
 ) -> (StreamHandle, avscene::capture::WindowReceiver) {
     std::fs::copy(
@@ -97,8 +98,7 @@ fn capture(
     )
     .unwrap();
     let config = format!(
-        "[capture]\nrestart_initial_s = 0.5\n[[stream]]\nname = \"cam\"\npipeline = \"rtsp.toml\"\nparams = {{ uri = \"{}\" }}\n",
-        camera.uri
+        "[capture]\nrestart_initial_s = {restart_s}\n[[stream]]\nname = \"cam\"\npipeline = \"rtsp.toml\"\nparams = {{ uri = \"{uri}\" }}\n"
     );
     let path = dir.join("avscene.toml");
     std::fs::write(&path, config).unwrap();
@@ -129,7 +129,7 @@ fn windows(rx: &avscene::capture::WindowReceiver, count: usize, seconds: u64) ->
 fn freeze_and_watch(seconds: f64) -> Option<(Vec<Window>, u64)> {
     let camera = Camera::start()?;
     let dir = common::tempdir();
-    let (handle, rx) = capture(&camera, dir.path());
+    let (handle, rx) = capture(&camera.uri, 0.5, dir.path());
     let before = windows(&rx, 2, 60);
     assert_eq!(
         before.len(),
@@ -220,7 +220,7 @@ fn a_fifteen_second_freeze_is_a_stall_restarted_with_the_numbers_going_on() {
         return;
     };
     let dir = common::tempdir();
-    let (handle, rx) = capture(&camera, dir.path());
+    let (handle, rx) = capture(&camera.uri, 0.5, dir.path());
     let mut all = windows(&rx, 2, 60);
     assert_eq!(all.len(), 2, "no windows: {:?}", handle.stats.last_error());
     camera.signal("-STOP");
@@ -258,24 +258,7 @@ fn a_fifteen_second_freeze_is_a_stall_restarted_with_the_numbers_going_on() {
 /// runs meanwhile, with the stream's counters.
 fn first_failure(uri: &str, then: impl FnOnce(&avscene::capture::StreamStats)) -> String {
     let dir = common::tempdir();
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/rtsp.toml"),
-        dir.path().join("rtsp.toml"),
-    )
-    .unwrap();
-    let config = format!(
-        "[capture]\nrestart_initial_s = 60\n[[stream]]\nname = \"cam\"\npipeline = \"rtsp.toml\"\nparams = {{ uri = \"{uri}\" }}\n"
-    );
-    let path = dir.path().join("avscene.toml");
-    std::fs::write(&path, config).unwrap();
-    let settings = Settings::load_with_env(&path, HashMap::new()).unwrap();
-    let (tx, _rx) = window_queue(64);
-    let handle = spawn(
-        settings.streams[0].clone(),
-        settings.config.capture.clone(),
-        settings.config.window.clone(),
-        tx,
-    );
+    let (handle, _rx) = capture(uri, 60.0, dir.path());
     let stats = handle.stats.clone();
     then(&stats);
     assert!(

@@ -135,25 +135,23 @@ impl Lanes {
 }
 
 impl WindowSender {
-    /// Queue a window without blocking; returns how many windows (of any stream) were
-    /// dropped to make room (0 or 1), or `Err` when the receiver is gone.
-    pub fn send(&self, window: Window) -> Result<u64, Disconnected> {
+    /// Queue a window without blocking (making room if full, counted against the stream
+    /// that lost a window); `Err` when the receiver is gone.
+    pub fn send(&self, window: Window) -> Result<(), Disconnected> {
         if !self.shared.receiving.load(Ordering::SeqCst) {
             return Err(Disconnected);
         }
         let mut lanes = self.shared.lock();
-        let mut dropped = 0;
         if lanes.len >= self.shared.capacity {
             lanes.drop_one(&window.stream);
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            dropped = 1;
         }
         let stream = window.stream.clone();
         lanes.lane(&stream).windows.push_back(window);
         lanes.len += 1;
         drop(lanes);
         self.shared.ready.notify_one();
-        Ok(dropped)
+        Ok(())
     }
 
     /// The counter of `stream`'s windows dropped to make room (its lane's, made now if

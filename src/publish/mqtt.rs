@@ -46,9 +46,6 @@ enum Command {
 pub struct Publisher {
     tx: mpsc::Sender<Command>,
     pub stats: Arc<PublishStats>,
-    /// Tells this process's messages apart from a restarted daemon's (`run` in every
-    /// scene message; `seq` counts within it).
-    pub run_id: String,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -67,11 +64,10 @@ impl Publisher {
         options.set_inflight(MAX_IN_FLIGHT);
         let (tx, rx) = mpsc::channel(1024);
         let stats = Arc::new(PublishStats::default());
-        let run_id = run_id();
         let state = Loop {
             config: config.clone(),
             client_id: id,
-            run_id: run_id.clone(),
+            run_id: run_id(),
             streams: streams.to_vec(),
             classes: classes.to_vec(),
             model_id: model_id.to_string(),
@@ -115,7 +111,6 @@ impl Publisher {
         Ok(Publisher {
             tx,
             stats,
-            run_id,
             thread: std::sync::Mutex::new(Some(thread)),
         })
     }
@@ -171,6 +166,8 @@ impl Publisher {
 pub(super) struct Loop {
     pub(super) config: MqttConfig,
     pub(super) client_id: String,
+    /// Tells this process's messages apart from a restarted daemon's (`run` in every
+    /// scene message; `seq` counts within it).
     pub(super) run_id: String,
     pub(super) streams: Vec<String>,
     pub(super) classes: Vec<String>,

@@ -95,8 +95,6 @@ struct Daemon {
     forward: JoinHandle<()>,
     status: StatusLine,
     hung_reported: bool,
-    /// Per stream: the availability last handed to the publisher.
-    available: HashMap<String, bool>,
 }
 
 impl Daemon {
@@ -166,7 +164,6 @@ impl Daemon {
             forward,
             status,
             hung_reported: false,
-            available: HashMap::new(),
         })
     }
 
@@ -203,7 +200,6 @@ impl Daemon {
                 }
                 for name in &removed {
                     self.publisher.remove_stream(name);
-                    self.available.remove(name);
                 }
                 self.telemetry.set_streams(self.streams.stats());
             }
@@ -233,18 +229,17 @@ impl Daemon {
         self.say_availability();
     }
 
-    /// Tell the publisher which streams' sources deliver: a stream is available while
-    /// running, not while failing or ended; one still starting has not said yet.
-    fn say_availability(&mut self) {
+    /// Tell the publisher, every tick, which streams' sources deliver: a stream is
+    /// available while running, not while failing or ended; one still starting has not
+    /// said yet. The publisher publishes only changes.
+    fn say_availability(&self) {
         for stats in self.streams.stats() {
             let available = match stats.state() {
                 StreamState::Running => true,
                 StreamState::Backoff { .. } | StreamState::Ended => false,
                 StreamState::Starting => continue,
             };
-            if self.available.insert(stats.name.clone(), available) != Some(available) {
-                self.publisher.set_available(&stats.name, available);
-            }
+            self.publisher.set_available(&stats.name, available);
         }
     }
 

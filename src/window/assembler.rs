@@ -49,7 +49,6 @@ pub struct Assembler {
     filled: VecDeque<(u64, u64)>,
     /// Frames by timestamp in samples.
     frames: BTreeMap<u64, Arc<[u8]>>,
-    latest_frame: Option<u64>,
     next_seq: u64,
     /// This timeline's id (see [`Window::timeline`]).
     timeline: u64,
@@ -87,7 +86,6 @@ impl Assembler {
             audio_base: 0,
             filled: VecDeque::new(),
             frames: BTreeMap::new(),
-            latest_frame: None,
             next_seq: 0,
             timeline: next_timeline(),
             video_wait: SAMPLE_RATE,
@@ -211,7 +209,6 @@ impl Assembler {
             self.frames.pop_last();
             self.counts.early_frames += 1;
         }
-        self.latest_frame = self.frames.last_key_value().map(|(&t, _)| t);
         self.emit_ready()
     }
 
@@ -241,10 +238,10 @@ impl Assembler {
             }
             // Wait for the last second's frame (video runs at 1 fps after videorate)
             // unless the audio is `video_wait` past the window: then video is late, fill.
-            let video_ready = self.video_ended
-                || self
-                    .latest_frame
-                    .is_some_and(|l| l + JITTER_SAMPLES >= end - SAMPLE_RATE);
+            // The newest frame held is the newest seen (pruning and resyncs keep it).
+            let latest = self.frames.last_key_value().map(|(&t, _)| t);
+            let video_ready =
+                self.video_ended || latest.is_some_and(|l| l + JITTER_SAMPLES >= end - SAMPLE_RATE);
             if !video_ready && self.audio_end() < end + self.video_wait {
                 break;
             }
