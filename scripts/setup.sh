@@ -47,6 +47,7 @@ apt_pkgs=(
   mosquitto mosquitto-clients
   libfontconfig1-dev libfreetype-dev fonts-dejavu-core
   python3-gi gir1.2-gst-rtsp-server-1.0
+  chromium
 )
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -65,7 +66,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   say "Debian packages present"
 fi
-# python3-gi and the RTSP server's bindings: the tests' IP camera (tests/rtsp/serve.py).
+# python3-gi and the RTSP server's bindings: the tests' IP camera (tests/rtsp/serve.py);
+# chromium: the status page's browser tests (tests/browser.rs) and the README's screenshot.
 # Debian starts a system-wide mosquitto on :1883 on install where systemd runs; avscene's
 # tests start their own broker on a free port and never rely on it.
 

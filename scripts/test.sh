@@ -35,6 +35,10 @@ if ! /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")'
   echo "test.sh: skipping the RTSP camera tests: no GStreamer RTSP server for Python (scripts/setup.sh installs python3-gi gir1.2-gst-rtsp-server-1.0)" >&2
   skip="${skip:+$skip,}rtsp-server"
 fi
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  echo "test.sh: skipping the status page's browser tests: Chromium is not installed (scripts/setup.sh installs it)" >&2
+  skip="${skip:+$skip,}browser"
+fi
 export AVSCENE_TEST_SKIP="$skip"
 # --release: the tests reuse the release build of torch-sys's C++ (no second compile).
 cargo test --release --locked "$@"

@@ -15,6 +15,7 @@ use crate::metrics::MetricsConfig;
 use crate::model::ModelConfig;
 use crate::problems::{Problem, Problems};
 use crate::publish::MqttConfig;
+use crate::record::RecordConfig;
 use crate::window::WindowConfig;
 
 /// Where `--config` points when it is not given: the installed file, then the repository's.
@@ -33,6 +34,7 @@ pub struct Config {
     pub window: WindowConfig,
     pub capture: CaptureConfig,
     pub metrics: MetricsConfig,
+    pub record: RecordConfig,
     /// `[[stream]]` tables: one per camera/microphone source.
     #[serde(rename = "stream")]
     pub streams: Vec<StreamConfig>,
@@ -132,6 +134,14 @@ impl Settings {
                 Some(above) if !beside.is_file() && above.is_file() => above,
                 _ => beside,
             };
+        }
+        // Other files are taken from the configuration file's folder.
+        for path in [config.record.dataset.as_mut(), config.metrics.token_file.as_mut()]
+            .into_iter()
+            .flatten()
+            .filter(|p| p.is_relative())
+        {
+            *path = base.join(&*path);
         }
         config.validate(&mut problems);
         let mut streams = Vec::new();
@@ -283,6 +293,7 @@ impl Config {
         self.window.validate(problems);
         self.capture.validate(problems);
         self.metrics.validate(problems);
+        self.record.validate(problems);
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (index, stream) in self.streams.iter().enumerate() {
             let key = format!("stream[{index}]");

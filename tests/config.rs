@@ -457,6 +457,26 @@ fn bad_configs() -> Vec<Bad> {
         env: vec![],
         expect: vec!["ph.toml", "source.video", "${dev}"],
     });
+    cases.push(bad(
+        "status page off loopback without a token",
+        &with_demo("[metrics]\nlisten = \"0.0.0.0:9464\""),
+        &["metrics.token_file", "not a loopback address"],
+    ));
+    cases.push(bad(
+        "a token file that is not there",
+        &with_demo("[metrics]\ntoken_file = \"/nonexistent/avscene-token\""),
+        &["metrics.token_file", "cannot read /nonexistent/avscene-token"],
+    ));
+    cases.push(bad(
+        "attributes every 0 s",
+        &with_demo("[mqtt]\nattributes_every_s = 0"),
+        &["mqtt.attributes_every_s", "1..=86400"],
+    ));
+    cases.push(bad(
+        "unknown record key",
+        &with_demo("[record]\nfolder = \"x\""),
+        &["record.folder", "unknown field"],
+    ));
     cases.push(Bad {
         what: "bad value from the environment",
         config: DEMO_STREAM.into(),
@@ -504,6 +524,25 @@ fn bad_configs_name_the_file_key_and_reason() {
             );
         }
     }
+}
+
+#[test]
+fn off_loopback_the_page_needs_a_token_of_16_characters_taken_beside_the_config() {
+    let layout = Layout::new();
+    let dir = layout.config("").parent().unwrap().to_path_buf();
+    std::fs::write(dir.join("short-token"), "abc\n").unwrap();
+    std::fs::write(dir.join("web-token"), "0123456789abcdef-token\n").unwrap();
+    let short = layout.config(&format!(
+        "[metrics]\nlisten = \"0.0.0.0:9464\"\ntoken_file = \"short-token\"\n{DEMO_STREAM}"
+    ));
+    let error = load(&short).unwrap_err().to_string();
+    assert!(error.contains("metrics.token_file") && error.contains("at least 16"), "{error}");
+    let good = layout.config(&format!(
+        "[metrics]\nlisten = \"0.0.0.0:9464\"\ntoken_file = \"web-token\"\n[record]\ndataset = \"scenes\"\n{DEMO_STREAM}"
+    ));
+    let settings = load(&good).unwrap();
+    assert_eq!(settings.config.metrics.token_file, Some(dir.join("web-token")));
+    assert_eq!(settings.config.record.dataset_dir(), dir.join("scenes"), "relative to the config");
 }
 
 #[test]

@@ -43,6 +43,8 @@ fn result(stream: &str, seq: u64, top: usize) -> SceneResult {
         model_id: "full-test".into(),
         filled_samples: 0,
         filled_frames: 1,
+        frame: None,
+        audio_dbfs: -20.0,
     }
 }
 
@@ -74,10 +76,11 @@ fn connected(publisher: &Publisher) -> bool {
 #[test]
 fn scene_state_and_status_payloads() {
     let broker = Broker::start("allow_anonymous true");
-    let sub = subscribe(broker.port, "avscene/#", 5);
+    let sub = subscribe(broker.port, "avscene/#", 7);
     let publisher = porch_publisher(&config(broker.port));
     publisher.publish(result("porch", 0, 4));
     publisher.publish(result("porch", 1, 4));
+    publisher.publish(result("porch", 2, 2));
     let got = lines(sub);
     let topics: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(
@@ -86,18 +89,22 @@ fn scene_state_and_status_payloads() {
             "avscene/status",
             "avscene/porch/availability",
             "avscene/porch/scene",
+            "avscene/porch/scene",
+            "avscene/porch/scene",
+            // Queued before the connection: the retained state and attributes of the
+            // first label were superseded by the new label's (only the newest waits).
             "avscene/porch/state",
-            "avscene/porch/scene"
+            "avscene/porch/attributes",
         ],
         "{got:?}"
     );
+    let attributes: serde_json::Value = serde_json::from_str(&got[6].1).unwrap();
+    assert_eq!(attributes.as_object().unwrap().len(), 10, "every class: {attributes}");
+    assert!(attributes["metro"].as_f64().unwrap() > 0.8, "{attributes}");
     assert_eq!(got[0].1, "online");
     assert_eq!(got[1].1, "offline", "no source has said it delivers");
-    assert_eq!(
-        got[3].1, "park",
-        "state: the label, once while it does not change"
-    );
-    for (_, payload) in got.iter().filter(|(t, _)| t.ends_with("/scene")) {
+    assert_eq!(got[5].1, "metro", "state: the newest label");
+    for (_, payload) in got.iter().filter(|(t, _)| t.ends_with("/scene")).take(2) {
         let v: serde_json::Value = serde_json::from_str(payload).unwrap();
         assert_eq!(v["stream"], "porch");
         assert_eq!(v["label"], "park");
@@ -164,7 +171,9 @@ fn home_assistant_discovery_is_retained_and_resent_when_home_assistant_returns()
     );
     let v: serde_json::Value = serde_json::from_str(&got[0].1).unwrap();
     assert_eq!(v["state_topic"], "avscene/porch/state");
-    assert_eq!(v["json_attributes_topic"], "avscene/porch/scene");
+    assert_eq!(v["json_attributes_topic"], "avscene/porch/attributes");
+    assert_eq!(v["default_entity_id"], "sensor.avscene_porch_scene", "HA ≥ 2025.10");
+    assert_eq!(v["object_id"], "avscene_porch_scene", "older HA");
     assert_eq!(v["availability"][0]["topic"], "avscene/status");
     assert_eq!(v["availability"][1]["topic"], "avscene/porch/availability");
     assert_eq!(v["availability_mode"], "all", "the daemon and the stream");

@@ -59,7 +59,7 @@ impl StreamHandle {
                 }
                 Err(RecvTimeoutError::Disconnected) => return Drained::Ended,
                 Err(RecvTimeoutError::Timeout) => match self.stats.state() {
-                    StreamState::Backoff { reason } if until.failure => {
+                    StreamState::Backoff { reason, .. } if until.failure => {
                         return Drained::Failed(reason);
                     }
                     StreamState::Ended if windows.is_empty() => return Drained::Ended,

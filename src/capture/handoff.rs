@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use crossbeam_channel::RecvTimeoutError;
@@ -34,8 +34,12 @@ struct Lanes {
     len: usize,
 }
 
+/// Sees every window before it is queued (the daemon's recorder); must not block.
+pub type Tap = Arc<dyn Fn(&Window) + Send + Sync>;
+
 struct Shared {
     lanes: Mutex<Lanes>,
+    tap: OnceLock<Tap>,
     ready: Condvar,
     capacity: usize,
     dropped: AtomicU64,
@@ -68,6 +72,7 @@ pub fn window_queue(capacity: usize) -> (WindowSender, WindowReceiver) {
             turn: 0,
             len: 0,
         }),
+        tap: OnceLock::new(),
         ready: Condvar::new(),
         capacity: capacity.max(1),
         dropped: AtomicU64::new(0),
@@ -141,6 +146,9 @@ impl WindowSender {
         if !self.shared.receiving.load(Ordering::SeqCst) {
             return Err(Disconnected);
         }
+        if let Some(tap) = self.shared.tap.get() {
+            tap(&window);
+        }
         let mut lanes = self.shared.lock();
         if lanes.len >= self.shared.capacity {
             lanes.drop_one(&window.stream);
@@ -152,6 +160,11 @@ impl WindowSender {
         drop(lanes);
         self.shared.ready.notify_one();
         Ok(())
+    }
+
+    /// Show every window to `tap` before it is queued (once; a second tap is refused).
+    pub fn set_tap(&self, tap: Tap) -> bool {
+        self.shared.tap.set(tap).is_ok()
     }
 
     /// The counter of `stream`'s windows dropped to make room (its lane's, made now if

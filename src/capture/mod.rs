@@ -16,10 +16,10 @@ mod stream;
 pub use config::{CaptureConfig, StreamConfig, StreamSpec};
 pub use drain::{Drained, Until};
 pub use error::CaptureError;
-pub use handoff::{RecvTimeoutError, WindowReceiver, WindowSender, window_queue};
+pub use handoff::{RecvTimeoutError, Tap, WindowReceiver, WindowSender, window_queue};
 pub use metrics::StreamMetrics;
 pub use pipeline::{AUDIO_SINK, PipelineFile, VIDEO_SINK, audio_tail, check_launch, video_tail};
-pub use save::{save_window, write_png, write_video, write_wav};
+pub use save::{encode_png, save_window, write_png, write_video, write_wav};
 pub use stream::{StreamHandle, StreamState, StreamStats, spawn};
 
 /// Wait for a playing pipeline's end of stream (or its first error) for up to `seconds`.

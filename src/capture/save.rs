@@ -36,15 +36,23 @@ pub fn write_wav(path: &Path, samples: &[f32]) -> std::io::Result<()> {
 
 /// A 224×224 RGB frame as PNG.
 pub fn write_png(path: &Path, rgb: &[u8]) -> std::io::Result<()> {
-    let file = BufWriter::new(File::create(path)?);
-    let mut encoder = png::Encoder::new(file, IMAGE_SIDE as u32, IMAGE_SIDE as u32);
+    let mut file = BufWriter::new(File::create(path)?);
+    file.write_all(&encode_png(rgb)?)?;
+    file.flush()
+}
+
+/// A 224×224 RGB frame as PNG bytes.
+pub fn encode_png(rgb: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut png = Vec::new();
+    let mut encoder = png::Encoder::new(&mut png, IMAGE_SIDE as u32, IMAGE_SIDE as u32);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
     writer
         .write_image_data(rgb)
         .map_err(std::io::Error::other)?;
-    writer.finish().map_err(std::io::Error::other)
+    writer.finish().map_err(std::io::Error::other)?;
+    Ok(png)
 }
 
 /// `dir/<stream>-<seq>/audio.wav` and `frame-0.png` … `frame-9.png`.

@@ -25,9 +25,10 @@ const FILE_VIDEO_WAIT_S: f64 = 120.0;
 pub enum StreamState {
     Starting,
     Running,
-    /// Failed; the next attempt is after the backoff.
+    /// Failed; the next attempt is after the backoff, at `retry_at`.
     Backoff {
         reason: String,
+        retry_at: std::time::SystemTime,
     },
     /// The file ended (not looping) or the stream was stopped.
     Ended,
@@ -88,13 +89,14 @@ impl StreamStats {
         self.last_error.lock().ok().and_then(|e| e.clone())
     }
 
-    fn failed(&self, error: &CaptureError) {
+    fn failed(&self, error: &CaptureError, retry_in: Duration) {
         if let Ok(mut e) = self.last_error.lock() {
             *e = Some(error.clone());
         }
         self.restarts.fetch_add(1, Ordering::Relaxed);
         self.set_state(StreamState::Backoff {
             reason: error.to_string(),
+            retry_at: std::time::SystemTime::now() + retry_in,
         });
     }
 }
@@ -305,7 +307,7 @@ impl Supervisor {
             backoff.reset();
         }
         let delay = backoff.next();
-        self.stats.failed(&error);
+        self.stats.failed(&error, delay);
         tracing::info!(
             "stream '{name}': restarting in {:.1} s",
             delay.as_secs_f64()

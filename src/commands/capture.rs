@@ -157,7 +157,7 @@ fn summary(name: &str, count: u64, stats: &StreamStats, start: &Resources) -> St
         start.rss as f64 / 1e6,
         process::rss_bytes().unwrap_or(0) as f64 / 1e6
     ));
-    if let StreamState::Backoff { reason } = stats.state() {
+    if let StreamState::Backoff { reason, .. } = stats.state() {
         summary.push_str(&format!("; failing: {reason}"));
     }
     summary

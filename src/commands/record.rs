@@ -21,7 +21,7 @@ pub fn run(args: RecordArgs) -> Result {
         .map_err(|e| CommandError::Input(e.to_string()))?;
     let settings = args.config.load()?;
     let spec = pick_stream(&settings, options.stream.as_deref())?;
-    let target = crate::train::record::clips_in_minutes(options.minutes);
+    let target = crate::record::clips_in_minutes(options.minutes);
     eprintln!(
         "recording {target} clip(s) of 10 s labelled '{}' from stream '{}' into {}; the first \
          comes after 10 s; Ctrl-C stops and keeps what was recorded",
@@ -48,7 +48,7 @@ pub fn run(args: RecordArgs) -> Result {
     );
     bar.finish_and_clear();
     let summary = result.map_err(|e| match e {
-        RecordError::Label(_) | RecordError::Minutes(_) => CommandError::Input(e.to_string()),
+        RecordError::Option(_) => CommandError::Input(e.to_string()),
         other => CommandError::Failed(other.to_string()),
     })?;
     let mut line = format!(

@@ -35,6 +35,10 @@ pub struct SceneResult {
     pub model_id: String,
     pub filled_samples: usize,
     pub filled_frames: usize,
+    /// The window's last frame (224×224 RGB), as the model saw it: for the status page.
+    pub frame: Option<Arc<[u8]>>,
+    /// The level of the window's last second of sound, dBFS.
+    pub audio_dbfs: f32,
 }
 
 /// Cache traffic since start.
@@ -159,6 +163,8 @@ impl Engine {
                     model_id: self.model.id.clone(),
                     filled_samples: w.filled_samples,
                     filled_frames: w.filled_frames,
+                    frame: w.frames.last().cloned(),
+                    audio_dbfs: w.last_second_dbfs(),
                 }
             })
             .collect()

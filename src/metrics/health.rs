@@ -131,7 +131,7 @@ impl HealthPolicy {
             return None;
         }
         let state = match stream.state() {
-            StreamState::Backoff { reason } => format!("source failing: {reason}"),
+            StreamState::Backoff { reason, .. } => format!("source failing: {reason}"),
             StreamState::Ended => "source ended".to_string(),
             StreamState::Starting => "source starting".to_string(),
             StreamState::Running => "source running".to_string(),

@@ -3,11 +3,10 @@
 //! worker, the publisher); this module only gathers them, with the labels published per
 //! stream, the model in use and the process's figures, into one registry written as
 //! Prometheus (OpenMetrics) text on `/metrics`. `/health` applies the health policy
-//! (`health.rs`); `server.rs` serves both.
+//! (`health.rs`); `crate::web` serves both.
 
 mod config;
 mod health;
-mod server;
 
 use std::sync::Arc;
 
@@ -21,9 +20,8 @@ use crate::publish::PublishStats;
 use crate::support::metrics::{Collector, counter_f64, gauge};
 use crate::support::process;
 
-pub use config::MetricsConfig;
+pub use config::{MIN_TOKEN_LEN, MetricsConfig, read_token};
 pub use health::{HealthPolicy, HealthReport, Labels, StreamHealth};
-pub use server::MetricsServer;
 
 /// The model in use: `avscene_model_info{model_id, profile, device, version} 1`.
 #[derive(Debug, Clone)]

@@ -5,7 +5,8 @@
 use rumqttc::QoS;
 
 use super::messages::{
-    availability_topic, discovery_payload, discovery_topic, state_topic, status_topic,
+    attributes_topic, availability_topic, discovery_payload, discovery_topic,
+    record_state_topic, state_topic, status_topic,
 };
 use super::mqtt::Loop;
 use super::outbox::Message;
@@ -85,12 +86,15 @@ impl Loop {
     pub(super) fn remove_stream(&mut self, stream: &str) {
         self.streams.retain(|s| s != stream);
         self.last_state.remove(stream);
+        self.last_attributes.remove(stream);
         self.available.remove(stream);
         self.said_available.remove(stream);
         let prefix = &self.config.topic_prefix;
         let mut clear = vec![
             state_topic(prefix, stream),
+            attributes_topic(prefix, stream),
             availability_topic(prefix, stream),
+            record_state_topic(prefix, stream),
         ];
         if self.config.discovery {
             clear.push(discovery_topic(&self.config, stream));

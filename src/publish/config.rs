@@ -43,6 +43,10 @@ pub struct MqttConfig {
     pub discovery: bool,
     /// Home Assistant's discovery prefix.
     pub discovery_prefix: String,
+    /// The sensor's attributes (every class's probability, `<prefix>/<stream>/attributes`)
+    /// are published when the label changes and at most this often otherwise, so Home
+    /// Assistant's recorder does not write a row per stream per second (1..=86400).
+    pub attributes_every_s: u64,
 }
 
 /// `[mqtt.tls]` settings.
@@ -108,6 +112,7 @@ impl Default for MqttConfig {
             connect_timeout_s: 5,
             username: None,
             password_file: None,
+            attributes_every_s: 60,
             tls: None,
             qos: QoS::AtLeastOnce,
             topic_prefix: "avscene".into(),
@@ -176,6 +181,7 @@ impl MqttConfig {
             }
         }
         problems.count("mqtt.outbox_capacity", self.outbox_capacity, 1..=MAX_OUTBOX);
+        problems.count("mqtt.attributes_every_s", self.attributes_every_s, 1..=86_400);
         match (&self.username, &self.password_file) {
             (None, Some(_)) => {
                 problems.push("mqtt.password_file", "is set but mqtt.username is not")

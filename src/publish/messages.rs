@@ -25,6 +25,23 @@ pub fn availability_topic(prefix: &str, stream: &str) -> String {
     format!("{prefix}/{stream}/availability")
 }
 
+/// `<prefix>/<stream>/attributes`: every class's probability, retained; published when
+/// the label changes and at most every `mqtt.attributes_every_s` otherwise (the Home
+/// Assistant sensor's attributes).
+pub fn attributes_topic(prefix: &str, stream: &str) -> String {
+    format!("{prefix}/{stream}/attributes")
+}
+
+/// `<prefix>/<stream>/record/set`: a command to record labelled clips (JSON body).
+pub fn record_command_topic(prefix: &str, stream: &str) -> String {
+    format!("{prefix}/{stream}/record/set")
+}
+
+/// `<prefix>/<stream>/record/state`: the recording's progress (JSON), retained.
+pub fn record_state_topic(prefix: &str, stream: &str) -> String {
+    format!("{prefix}/{stream}/record/state")
+}
+
 /// `<prefix>/status`: `online`, `offline` (Last Will) or `stopped`, retained.
 pub fn status_topic(prefix: &str) -> String {
     format!("{prefix}/status")
@@ -95,15 +112,26 @@ pub fn scene_payload(result: &SceneResult, classes: &[String], run: &str) -> ser
     serde_json::to_value(payload).unwrap_or_default()
 }
 
+/// The payload of `<prefix>/<stream>/attributes`: every class's probability.
+pub fn attributes_payload(result: &SceneResult, classes: &[String]) -> serde_json::Value {
+    serde_json::to_value(ByLabel {
+        labels: classes,
+        values: &result.probabilities,
+    })
+    .unwrap_or_default()
+}
+
 /// Home Assistant's MQTT discovery config for a stream's scene sensor.
 #[derive(Serialize)]
 struct Discovery {
     name: &'static str,
     unique_id: String,
+    /// Home Assistant ≥ 2025.10 names the entity from this (and deprecates `object_id`);
+    /// `object_id` stays for older versions.
+    default_entity_id: String,
     object_id: String,
     state_topic: String,
     json_attributes_topic: String,
-    json_attributes_template: &'static str,
     availability: [Availability; 2],
     /// Available only while both say so: the daemon and the stream's source.
     availability_mode: &'static str,
@@ -132,10 +160,10 @@ pub fn discovery_payload(config: &MqttConfig, stream: &str, model_id: &str) -> s
     let payload = Discovery {
         name: "Scene",
         unique_id: format!("avscene_{stream}_scene"),
+        default_entity_id: format!("sensor.avscene_{stream}_scene"),
         object_id: format!("avscene_{stream}_scene"),
         state_topic: state_topic(prefix, stream),
-        json_attributes_topic: scene_topic(prefix, stream),
-        json_attributes_template: "{{ value_json.probabilities | tojson }}",
+        json_attributes_topic: attributes_topic(prefix, stream),
         availability: [
             Availability {
                 topic: status_topic(prefix),

@@ -19,10 +19,14 @@ use super::MqttConfig;
 use super::announce::retained;
 use super::connection::{MqttError, client_id, event_loop, explain, options};
 use super::driver::{Driver, Lost, Reason, Report};
-use super::messages::{run_id, scene_payload, scene_topic, state_topic, status_topic};
+use super::messages::{
+    attributes_payload, attributes_topic, record_command_topic, record_state_topic, run_id,
+    scene_payload, scene_topic, state_topic, status_topic,
+};
 use super::outbox::{MAX_IN_FLIGHT, Message, Outbox};
 use super::stats::PublishStats;
 use crate::infer::SceneResult;
+use crate::record::{RecordAction, RecordRequest};
 
 /// How often the retained state is re-published when the label does not change.
 const STATE_HEARTBEAT: Duration = Duration::from_secs(60);
@@ -37,6 +41,8 @@ enum Command {
     RemoveStream(String),
     /// A stream's source delivers (true) or fails (false).
     Available(String, bool),
+    /// A stream's recording progress (JSON), for `<prefix>/<stream>/record/state`.
+    RecordState(String, String),
     Stop,
     /// Tests: vanish without a DISCONNECT, as a killed process would.
     Abort,
@@ -46,6 +52,8 @@ enum Command {
 pub struct Publisher {
     tx: mpsc::Sender<Command>,
     pub stats: Arc<PublishStats>,
+    /// Requests to record from `<prefix>/<stream>/record/set`, for the daemon.
+    pub record_requests: crossbeam_channel::Receiver<RecordRequest>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -63,6 +71,7 @@ impl Publisher {
         options.set_last_will(LastWill::new(&status, "offline", QoS::AtLeastOnce, true));
         options.set_inflight(MAX_IN_FLIGHT);
         let (tx, rx) = mpsc::channel(1024);
+        let (requests, record_requests) = crossbeam_channel::bounded(64);
         let stats = Arc::new(PublishStats::default());
         let state = Loop {
             config: config.clone(),
@@ -73,6 +82,8 @@ impl Publisher {
             model_id: model_id.to_string(),
             outbox: Outbox::new(config.outbox_capacity, stats.clone()),
             last_state: HashMap::new(),
+            last_attributes: HashMap::new(),
+            requests,
             available: HashMap::new(),
             said_available: HashMap::new(),
             stats: stats.clone(),
@@ -111,6 +122,7 @@ impl Publisher {
         Ok(Publisher {
             tx,
             stats,
+            record_requests,
             thread: std::sync::Mutex::new(Some(thread)),
         })
     }
@@ -133,6 +145,13 @@ impl Publisher {
         let _ = self
             .tx
             .try_send(Command::Available(stream.to_string(), available));
+    }
+
+    /// Publish a stream's recording progress (retained JSON on its `record/state`).
+    pub fn record_state(&self, stream: &str, payload: String) {
+        let _ = self
+            .tx
+            .try_send(Command::RecordState(stream.to_string(), payload));
     }
 
     /// Forget a removed stream: its Home Assistant entity disappears (empty retained
@@ -175,6 +194,10 @@ pub(super) struct Loop {
     pub(super) outbox: Outbox,
     /// Per stream: the label last published on the state topic, and when.
     pub(super) last_state: HashMap<String, (String, Instant)>,
+    /// Per stream: the label of the attributes last published, and when.
+    pub(super) last_attributes: HashMap<String, (String, Instant)>,
+    /// Where requests to record go (the daemon's end is [`Publisher::record_requests`]).
+    pub(super) requests: crossbeam_channel::Sender<RecordRequest>,
     /// Per stream: whether its source delivers, as the daemon last said.
     pub(super) available: HashMap<String, bool>,
     /// Per stream: the availability last published (see [`Loop::is_available`]).
@@ -196,17 +219,23 @@ impl Loop {
             qos: self.config.qos.into(),
             retain: false,
         });
-        let due = match self.last_state.get(&stream) {
-            Some((label, at)) => *label != result.label || at.elapsed() >= STATE_HEARTBEAT,
-            None => true,
-        };
-        if due {
+        if due(self.last_state.get(&stream), &result.label, STATE_HEARTBEAT) {
             self.last_state
                 .insert(stream.clone(), (result.label.clone(), Instant::now()));
             self.outbox.push(retained(
                 state_topic(&prefix, &stream),
                 result.label.clone(),
             ));
+        }
+        // The probabilities change every window; Home Assistant records a row for each
+        // attribute change, so they go out with a new label and otherwise seldom.
+        let every = Duration::from_secs(self.config.attributes_every_s);
+        if due(self.last_attributes.get(&stream), &result.label, every) {
+            self.last_attributes
+                .insert(stream.clone(), (result.label.clone(), Instant::now()));
+            let payload = attributes_payload(result, &self.classes).to_string();
+            self.outbox
+                .push(retained(attributes_topic(&prefix, &stream), payload));
         }
         self.say_availability(&stream);
     }
@@ -310,6 +339,8 @@ impl Loop {
                 if self.config.discovery {
                     let _ = client.try_subscribe(self.ha_status(), QoS::AtLeastOnce);
                 }
+                let commands = record_command_topic(&self.config.topic_prefix, "+");
+                let _ = client.try_subscribe(commands, QoS::AtLeastOnce);
             }
             Event::Incoming(Packet::Publish(p))
                 if p.topic == self.ha_status() && p.payload.as_ref() == b"online" =>
@@ -319,6 +350,7 @@ impl Loop {
                     self.outbox.push(m);
                 }
             }
+            Event::Incoming(Packet::Publish(p)) => self.record_command(&p.topic, &p.payload),
             Event::Outgoing(Outgoing::Publish(pkid)) => self.outbox.written(pkid),
             Event::Incoming(Packet::PubAck(ack)) => {
                 self.outbox.acknowledged(ack.pkid, QoS::AtLeastOnce)
@@ -333,6 +365,35 @@ impl Loop {
         }
         self.hand_over(client, link);
         Flow::Go
+    }
+
+    /// `<prefix>/<stream>/record/set`: hand a request to the daemon; a body that is not
+    /// one is answered on the stream's `record/state`.
+    fn record_command(&mut self, topic: &str, body: &[u8]) {
+        let prefix = &self.config.topic_prefix;
+        let Some(stream) = topic
+            .strip_prefix(&format!("{prefix}/"))
+            .and_then(|rest| rest.strip_suffix("/record/set"))
+        else {
+            return;
+        };
+        match RecordAction::from_json(body) {
+            Ok(action) => {
+                let request = RecordRequest {
+                    stream: stream.to_string(),
+                    action,
+                };
+                if self.requests.try_send(request).is_err() {
+                    tracing::warn!("mqtt: {topic}: too many requests to record at once; ignored");
+                }
+            }
+            Err(reason) => {
+                tracing::warn!("mqtt: {topic}: {reason}");
+                let payload = serde_json::json!({ "stream": stream, "state": "refused", "error": reason });
+                let state = record_state_topic(prefix, stream);
+                self.outbox.push(retained(state, payload.to_string()));
+            }
+        }
     }
 
     /// What the daemon asks.
@@ -355,6 +416,11 @@ impl Loop {
                 self.say_availability(&stream);
             }
             Some(Command::Available(..)) => {}
+            Some(Command::RecordState(stream, payload)) if self.streams.contains(&stream) => {
+                let topic = record_state_topic(&self.config.topic_prefix, &stream);
+                self.outbox.push(retained(topic, payload));
+            }
+            Some(Command::RecordState(..)) => {}
             Some(Command::Abort) => return Flow::End,
             Some(Command::Stop) | None => {
                 link.stopping = Some(Instant::now());
@@ -368,6 +434,12 @@ impl Loop {
         self.hand_over(client, link);
         Flow::Go
     }
+}
+
+/// Whether a message about `label` is due, after `last` (label, when): a new label, or
+/// `every` since the last one.
+fn due(last: Option<&(String, Instant)>, label: &str, every: Duration) -> bool {
+    last.is_none_or(|(said, at)| said != label || at.elapsed() >= every)
 }
 
 /// Whether the loop goes on.

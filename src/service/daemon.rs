@@ -23,8 +23,10 @@ use super::streams::Streams;
 use crate::capture::{StreamState, window_queue};
 use crate::config::Settings;
 use crate::infer::{SceneResult, Worker};
-use crate::metrics::{HealthPolicy, MetricsServer, ModelInfo, Telemetry};
+use crate::metrics::{HealthPolicy, ModelInfo, Telemetry, read_token};
 use crate::publish::Publisher;
+use crate::record::Recorder;
+use crate::web::{Access, Board, Sources, WebServer};
 
 /// A stop takes at most this long; past it the daemon exits with what is in flight.
 pub const STOP_LIMIT: Duration = Duration::from_millis(4500);
@@ -90,7 +92,11 @@ struct Daemon {
     worker: Worker,
     publisher: Arc<Publisher>,
     telemetry: Arc<Telemetry>,
-    metrics: Option<MetricsServer>,
+    board: Arc<Board>,
+    recorder: Arc<Recorder>,
+    /// Each stream's recording state as last published on MQTT.
+    record_said: HashMap<String, String>,
+    web: Option<WebServer>,
     /// Carries results from the worker to the publisher; ends with the worker's channel.
     forward: JoinHandle<()>,
     status: StatusLine,
@@ -115,6 +121,7 @@ impl Daemon {
         tracing::info!("model {} on {}", info.id, info.device);
         let names: Vec<String> = settings.streams.iter().map(|s| s.name.clone()).collect();
         let publisher = Arc::new(c.mqtt.build(&names, &model.spec.classes, &info.id)?);
+        let model_classes = model.spec.classes.clone();
         let (windows, window_rx) = window_queue(c.inference.queue_capacity);
         let (results_tx, results_rx) = crossbeam_channel::bounded(1024);
         let worker = c
@@ -122,7 +129,7 @@ impl Daemon {
             .build(model, c.model.threads, window_rx, results_tx)
             .map_err(|e| DaemonError::Start(format!("cannot start the inference thread: {e}")))?;
         let telemetry = Arc::new(Telemetry::new(
-            info,
+            info.clone(),
             worker.stats.clone(),
             publisher.stats.clone(),
             windows.clone(),
@@ -130,15 +137,27 @@ impl Daemon {
                 stale_after: Duration::from_secs_f64(c.metrics.health_stale_s),
             },
         ));
-        let metrics = c
-            .metrics
-            .build(telemetry.clone())
-            .map_err(DaemonError::Start)?;
+        let recorder = Arc::new(Recorder::start(c.record.dataset_dir()).map_err(|e| {
+            DaemonError::Start(format!("cannot start the recorder thread: {e}"))
+        })?);
+        let tapped = recorder.clone();
+        windows.set_tap(Arc::new(move |window| tapped.tap(window)));
+        let sources = Sources {
+            model: info,
+            classes: model_classes,
+            worker: worker.stats.clone(),
+            publish: publisher.stats.clone(),
+            queue: windows.clone(),
+            recorder: recorder.clone(),
+        };
+        let (board, web) = start_web(&settings, sources, &telemetry)?;
         let forward = {
-            let (publisher, telemetry) = (publisher.clone(), telemetry.clone());
+            let (publisher, telemetry, board) = (publisher.clone(), telemetry.clone(), board.clone());
             std::thread::Builder::new()
                 .name("results".into())
-                .spawn(move || forward_results(&results_rx, &publisher, &telemetry, print_labels))
+                .spawn(move || {
+                    forward_results(&results_rx, &publisher, &telemetry, &board, print_labels)
+                })
                 .map_err(|e| DaemonError::Start(e.to_string()))?
         };
         let mut streams = Streams {
@@ -150,6 +169,7 @@ impl Daemon {
             streams.start(spec);
         }
         telemetry.set_streams(streams.stats());
+        board.set_streams(streams.stats());
         tracing::info!("avscene running: {} stream(s)", streams.running.len());
         let mut status = StatusLine::new(worker.stats.clone());
         notifier.ready(&status.line(&telemetry));
@@ -160,7 +180,10 @@ impl Daemon {
             worker,
             publisher,
             telemetry,
-            metrics,
+            board,
+            recorder,
+            record_said: HashMap::new(),
+            web,
             forward,
             status,
             hung_reported: false,
@@ -200,8 +223,11 @@ impl Daemon {
                 }
                 for name in &removed {
                     self.publisher.remove_stream(name);
+                    self.recorder.forget(name);
+                    self.record_said.remove(name);
                 }
                 self.telemetry.set_streams(self.streams.stats());
+                self.board.set_streams(self.streams.stats());
             }
             Err(error) => {
                 tracing::error!("SIGHUP: invalid configuration, keeping the running one: {error}");
@@ -227,6 +253,35 @@ impl Daemon {
             self.notifier.status(&self.status.line(&self.telemetry));
         }
         self.say_availability();
+        self.serve_record_requests();
+        self.say_recordings();
+    }
+
+    /// Requests to record that came over MQTT; one that cannot be is answered on the
+    /// stream's `record/state`.
+    fn serve_record_requests(&mut self) {
+        let requests: Vec<_> = self.publisher.record_requests.try_iter().collect();
+        for request in requests {
+            if let Err(e) = self.recorder.request(&request, &self.board.stream_names()) {
+                tracing::warn!("record '{}' (over MQTT): {e}", request.stream);
+                let refused = serde_json::json!({
+                    "stream": request.stream, "state": "refused", "error": e.to_string(),
+                });
+                self.publisher.record_state(&request.stream, refused.to_string());
+                self.record_said.remove(&request.stream);
+            }
+        }
+    }
+
+    /// Publish each stream's recording state when it changed.
+    fn say_recordings(&mut self) {
+        for state in self.recorder.states() {
+            let payload = serde_json::to_string(&state).unwrap_or_default();
+            if self.record_said.get(&state.stream) != Some(&payload) {
+                self.publisher.record_state(&state.stream, payload.clone());
+                self.record_said.insert(state.stream.clone(), payload);
+            }
+        }
     }
 
     /// Tell the publisher, every tick, which streams' sources deliver: a stream is
@@ -250,7 +305,9 @@ impl Daemon {
             mut streams,
             worker,
             publisher,
-            metrics,
+            recorder,
+            mut record_said,
+            web,
             forward,
             ..
         } = self;
@@ -258,7 +315,15 @@ impl Daemon {
         let stopper = std::thread::Builder::new()
             .name("stop".into())
             .spawn(move || {
-                let clean = stop_parts(&mut streams, worker, &publisher, metrics);
+                let clean = stop_parts(&mut streams, worker, &recorder, web);
+                // What the recordings came to, before the goodbye.
+                for state in recorder.states() {
+                    let payload = serde_json::to_string(&state).unwrap_or_default();
+                    if record_said.remove(&state.stream).as_ref() != Some(&payload) {
+                        publisher.record_state(&state.stream, payload);
+                    }
+                }
+                publisher.stop();
                 drop(forward); // it ends with the worker's channel; not waited for
                 let _ = done_tx.send(clean);
             });
@@ -291,17 +356,42 @@ fn quit_now() -> ! {
     unsafe { libc::_exit(0) }
 }
 
-/// Results to the publisher, counted per stream; label changes (or all labels) are
-/// logged at info.
+/// The status page and the HTTP listener, when `[metrics]` is enabled (the page's state
+/// is kept either way: the API's types are the daemon's view of itself).
+fn start_web(
+    settings: &Settings,
+    sources: Sources,
+    telemetry: &Arc<Telemetry>,
+) -> Result<(Arc<Board>, Option<WebServer>), DaemonError> {
+    let c = &settings.config.metrics;
+    let token = match &c.token_file {
+        Some(file) => Some(read_token(file).map_err(|e| DaemonError::Start(format!("metrics.token_file: {e}")))?),
+        None => None,
+    };
+    let board = Arc::new(Board::new(sources, token.is_some()));
+    let web = match c.listen_addr() {
+        Some(address) if c.enabled => Some(
+            WebServer::start(address, telemetry.clone(), board.clone(), Access::new(address, token))
+                .map_err(DaemonError::Start)?,
+        ),
+        _ => None,
+    };
+    Ok((board, web))
+}
+
+/// Results to the publisher and the status page, counted per stream; label changes (or
+/// all labels) are logged at info.
 fn forward_results(
     results: &crossbeam_channel::Receiver<SceneResult>,
     publisher: &Publisher,
     telemetry: &Telemetry,
+    board: &Board,
     print_labels: bool,
 ) {
     let mut last: HashMap<Arc<str>, String> = HashMap::new();
     for result in results.iter() {
         telemetry.record_result(&result.stream);
+        board.record(&result);
         let changed = last.get(&result.stream) != Some(&result.label);
         let line = format!(
             "{}: {} ({:.2})",
@@ -317,22 +407,23 @@ fn forward_results(
     }
 }
 
-/// Sources first, then the batch in progress (finished, or dropped if it takes too
-/// long), then `stopped` on MQTT. Returns whether every thread ended.
+/// Sources first, then the recordings (the clips taken are written), the batch in
+/// progress (finished, or dropped if it takes too long) and the listener; `stopped` on
+/// MQTT is the caller's. Returns whether the worker ended.
 fn stop_parts(
     streams: &mut Streams,
     worker: Worker,
-    publisher: &Publisher,
-    metrics: Option<MetricsServer>,
+    recorder: &Recorder,
+    web: Option<WebServer>,
 ) -> bool {
     streams.stop_all();
+    recorder.stop();
     let finished = worker.stop_within(Duration::from_millis(1500));
     if !finished {
         tracing::warn!("inference: the batch in progress is dropped");
     }
-    publisher.stop();
-    if let Some(m) = metrics {
-        m.stop();
+    if let Some(w) = web {
+        w.stop();
     }
     finished
 }

@@ -1,23 +1,18 @@
 //! `avscene record`: labelled training clips from a live stream, through the very capture
-//! and window code that serves. Consecutive, non-overlapping 10 s windows are written to
-//! the folder-per-label layout — `OUT/<label>/<stream>-<start>.wav` (48 kHz mono float)
-//! and `.mkv` (the window's ten 224×224 frames, lossless FFV1 at 1 fps) — each with a line
-//! in `OUT/recordings.csv`: label, stream, start time and the location `<stream>-<day>`, so
-//! a split keeps a day's recording on one side. Each clip is complete on disk before the
-//! next begins; Ctrl-C keeps every clip written.
+//! and window code that serves, without the daemon (which records itself from its
+//! running streams: `crate::record`). Consecutive, non-overlapping 10 s windows are
+//! written in the dataset layout of `crate::record::clip`. Each clip is complete on disk
+//! before the next begins; Ctrl-C keeps every clip written.
 
-use std::io::Write;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use super::dataset::RECORDINGS;
-use crate::capture::{
-    CaptureConfig, Drained, StreamSpec, Until, spawn, window_queue, write_video, write_wav,
-};
-use crate::features::{IMAGES, SAMPLE_RATE, WINDOW_SECONDS};
-use crate::window::{Window, WindowConfig};
+use crate::capture::{CaptureConfig, Drained, StreamSpec, Until, spawn, window_queue};
+use crate::features::WINDOW_SECONDS;
+use crate::record::{ClipError, check_label, check_minutes, clips_in_minutes, gap_in, write_clip};
+use crate::window::WindowConfig;
 
 /// `avscene record` settings (its command-line options, besides the configuration).
 #[derive(Debug, Clone, clap::Args)]
@@ -36,13 +31,6 @@ pub struct RecordOptions {
     pub out: PathBuf,
 }
 
-/// The columns of `recordings.csv`: TAU's `meta.csv` and what a recording adds.
-const COLUMNS: &str = "filename_audio\tfilename_video\tscene_label\tidentifier\tstream\tstart_utc\tfilled_samples\tfilled_frames";
-
-/// A window is left out when more than this much of it is filler for a stalled source.
-const MAX_FILLED_FRAMES: usize = 2;
-const MAX_FILLED_SAMPLES: usize = 2 * SAMPLE_RATE as usize;
-
 /// What a recording session did.
 #[derive(Debug, Default)]
 pub struct RecordSummary {
@@ -56,41 +44,20 @@ pub struct RecordSummary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error(
-        "--label '{0}': use letters, digits, '_', '-' or '.' (it names a folder and the published label)"
-    )]
-    Label(String),
-    #[error("--minutes {0}: must be more than 0 and at most 10080 (a week)")]
-    Minutes(f64),
-    #[error("{}: {reason}", .file.display())]
-    Write { file: PathBuf, reason: String },
+    /// A bad `--label` or `--minutes`.
+    #[error("--{0}")]
+    Option(ClipError),
+    #[error("{0}")]
+    Write(ClipError),
     #[error("stream '{stream}' failed before the first clip: {reason}")]
     Source { stream: String, reason: String },
-}
-
-/// Clips a number of minutes holds.
-pub fn clips_in_minutes(minutes: f64) -> usize {
-    (minutes * 60.0 / WINDOW_SECONDS).round().max(1.0) as usize
 }
 
 impl RecordOptions {
     /// A label that names a folder safely, and a positive duration.
     pub fn validate(&self) -> Result<(), RecordError> {
-        let label = &self.label;
-        let valid = !label.is_empty()
-            && label.len() <= 64
-            && !label.starts_with('.')
-            && label
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if !valid {
-            return Err(RecordError::Label(label.clone()));
-        }
-        // Finite and bounded (a week): the clip count is computed from it.
-        if !(self.minutes.is_finite() && self.minutes > 0.0 && self.minutes <= 10_080.0) {
-            return Err(RecordError::Minutes(self.minutes));
-        }
-        Ok(())
+        check_label(&self.label).map_err(RecordError::Option)?;
+        check_minutes(self.minutes).map_err(RecordError::Option)
     }
 }
 
@@ -104,11 +71,6 @@ pub fn record(
 ) -> Result<RecordSummary, RecordError> {
     options.validate()?;
     let target = clips_in_minutes(options.minutes);
-    let folder = options.out.join(&options.label);
-    std::fs::create_dir_all(&folder).map_err(|e| RecordError::Write {
-        file: folder.clone(),
-        reason: format!("cannot create: {e}"),
-    })?;
     let stream = spec.name.clone();
     // Consecutive, non-overlapping windows: one clip every 10 s.
     let windows = WindowConfig {
@@ -127,14 +89,9 @@ pub fn record(
         ..Until::default()
     };
     let drained = handle.drain(&rx, until, |window| {
-        if window.filled_frames > MAX_FILLED_FRAMES || window.filled_samples > MAX_FILLED_SAMPLES
-        {
+        if let Some(gap) = gap_in(&window) {
             summary.gappy += 1;
-            progress(&format!(
-                "left out a window: the source stalled ({} of {IMAGES} frames and {:.1} s of sound missing)",
-                window.filled_frames,
-                window.filled_samples as f64 / SAMPLE_RATE as f64
-            ));
+            progress(&format!("left out a window: {gap}"));
             return ControlFlow::Continue(());
         }
         match write_clip(&options.out, &options.label, &window) {
@@ -151,7 +108,7 @@ pub fn record(
                 ControlFlow::Continue(())
             }
             Err(e) => {
-                failure = Some(e);
+                failure = Some(RecordError::Write(e));
                 ControlFlow::Break(())
             }
         }
@@ -173,63 +130,4 @@ pub fn record(
         }
     }
     Ok(summary)
-}
-
-/// Write one window as `<label>/<stream>-<start>.wav` + `.mkv` and its metadata line;
-/// returns the WAV's path. Files appear whole (written under a temporary name, then
-/// renamed) and the metadata line last, so an interruption never leaves half a clip.
-fn write_clip(out: &Path, label: &str, window: &Window) -> Result<PathBuf, RecordError> {
-    let start = humantime::format_rfc3339_seconds(window.start_wall).to_string();
-    let day = start.get(..10).unwrap_or("unknown-day").to_string();
-    let stamp: String = start
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect();
-    let mut name = format!("{}-{stamp}", window.stream);
-    let mut n = 1;
-    while out.join(label).join(format!("{name}.wav")).exists() {
-        n += 1;
-        name = format!("{}-{stamp}-{n}", window.stream);
-    }
-    let relative = |extension: &str| format!("{label}/{name}.{extension}");
-    let write_error = |file: &Path, reason: String| RecordError::Write {
-        file: file.to_path_buf(),
-        reason,
-    };
-    let audio = out.join(relative("wav"));
-    let video = out.join(relative("mkv"));
-    let partial = |path: &Path| {
-        let mut name = path.as_os_str().to_owned();
-        name.push(".partial");
-        PathBuf::from(name)
-    };
-    write_wav(&partial(&audio), &window.audio).map_err(|e| write_error(&audio, e.to_string()))?;
-    write_video(&partial(&video), &window.frames).map_err(|e| write_error(&video, e))?;
-    for path in [&audio, &video] {
-        std::fs::rename(partial(path), path).map_err(|e| write_error(path, e.to_string()))?;
-    }
-    let index = out.join(RECORDINGS);
-    let new = std::fs::metadata(&index).map_or(true, |m| m.len() == 0);
-    let line = format!(
-        "{}\t{}\t{label}\t{}-{day}\t{}\t{start}\t{}\t{}\n",
-        relative("wav"),
-        relative("mkv"),
-        window.stream,
-        window.stream,
-        window.filled_samples,
-        window.filled_frames
-    );
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&index)
-        .and_then(|mut f| {
-            if new {
-                writeln!(f, "{COLUMNS}")?;
-            }
-            f.write_all(line.as_bytes())?;
-            f.sync_data()
-        })
-        .map_err(|e| write_error(&index, e.to_string()))?;
-    Ok(audio)
 }

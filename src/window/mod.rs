@@ -119,6 +119,14 @@ impl Window {
         self.start_sample / AUDIO_FRAME_HOP as u64
     }
 
+    /// The level of the last second of sound in dBFS (−120 for digital silence).
+    pub fn last_second_dbfs(&self) -> f32 {
+        let tail = &self.audio[self.audio.len().saturating_sub(SAMPLE_RATE as usize)..];
+        let sum: f64 = tail.iter().map(|&s| (s as f64) * (s as f64)).sum();
+        let rms = (sum / tail.len().max(1) as f64).sqrt();
+        (20.0 * rms.max(1e-6).log10()) as f32
+    }
+
     /// Root mean square of the audio.
     pub fn audio_rms(&self) -> f32 {
         let sum: f64 = self.audio.iter().map(|&s| (s as f64) * (s as f64)).sum();

@@ -14,7 +14,7 @@ pub const MEDIA_EXTENSIONS: &[&str] = &["mp4", "m4v", "mov", "mkv", "webm", "avi
 
 /// The metadata `avscene record` keeps beside the label folders: the columns of TAU's
 /// `meta.csv` plus the stream, start time and gaps of each clip.
-pub const RECORDINGS: &str = "recordings.csv";
+pub use crate::record::RECORDINGS;
 
 /// A file's extension, lower case.
 fn extension(file: &Path) -> String {
