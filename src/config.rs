@@ -136,10 +136,13 @@ impl Settings {
             };
         }
         // Other files are taken from the configuration file's folder.
-        for path in [config.record.dataset.as_mut(), config.metrics.token_file.as_mut()]
-            .into_iter()
-            .flatten()
-            .filter(|p| p.is_relative())
+        for path in [
+            config.record.dataset.as_mut(),
+            config.metrics.token_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|p| p.is_relative())
         {
             *path = base.join(&*path);
         }

@@ -7,12 +7,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{Broker, avscene, text, wait_until};
+use common::{Broker, avscene, http, text, wait_until};
 use serde_json::{Value, json};
 
 const CHROMIUM: [&str; 2] = ["/usr/bin/chromium", "/usr/bin/chromium-browser"];
@@ -31,7 +31,10 @@ impl Browser {
     /// Start Chromium; `None` (said, or skipped on purpose) where it is not installed.
     fn start() -> Option<Browser> {
         let Some(binary) = CHROMIUM.iter().find(|p| Path::new(p).exists()) else {
-            common::cannot_run("browser", "Chromium is not installed (scripts/setup.sh installs it)");
+            common::cannot_run(
+                "browser",
+                "Chromium is not installed (scripts/setup.sh installs it)",
+            );
             return None;
         };
         let profile = common::tempdir();
@@ -143,33 +146,6 @@ impl Drop for Browser {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// One HTTP/1.1 request to 127.0.0.1:`port`: (status, body).
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 fn free_port() -> u16 {
@@ -288,7 +264,10 @@ fn the_page_shows_both_demo_streams_live_and_records_labelled_clips_from_the_bro
           return labelled.length === 2 ? cards.map((c) => c.dataset.stream).join(",") : null;
         })()"#,
     );
-    assert_eq!(cards, "lobby,platform", "both demo streams have a card with a label");
+    assert_eq!(
+        cards, "lobby,platform",
+        "both demo streams have a card with a label"
+    );
     for stream in ["lobby", "platform"] {
         let card = browser.eval(&format!(
             r#"(() => {{
@@ -299,12 +278,19 @@ fn the_page_shows_both_demo_streams_live_and_records_labelled_clips_from_the_bro
                         sum: bars.reduce((a, b) => a + b, 0) }};
             }})()"#
         ));
-        let classes: Value = serde_json::from_str(&http(port, "GET", "/api/status", &[], "").1).unwrap();
+        let classes: Value =
+            serde_json::from_str(&http(port, "GET", "/api/status", &[], "").1).unwrap();
         let classes = classes["classes"].as_array().unwrap().len() as u64;
         assert_eq!(card["bars"], classes, "{stream}: a bar per class: {card}");
-        assert!((card["sum"].as_f64().unwrap() - 1.0).abs() < 0.01, "{stream}: {card}");
+        assert!(
+            (card["sum"].as_f64().unwrap() - 1.0).abs() < 0.01,
+            "{stream}: {card}"
+        );
         assert_eq!(card["state"], "live", "{stream}: {card}");
-        assert!(!card["label"].as_str().unwrap().is_empty(), "{stream}: {card}");
+        assert!(
+            !card["label"].as_str().unwrap().is_empty(),
+            "{stream}: {card}"
+        );
         // And it updates without a reload: the window number moves on.
         let seq = card["seq"].as_u64().unwrap();
         let later = browser.eval_until(
@@ -319,14 +305,27 @@ fn the_page_shows_both_demo_streams_live_and_records_labelled_clips_from_the_bro
     // The thumbnails are what the model saw of the demo patterns: 224×224, colour bars
     // (yellow, cyan, magenta) on "platform", a white ball on black on "lobby".
     let bars = browser.eval_until(20.0, &format!("{FRAME_COLOURS}('platform')"));
-    assert_eq!((bars["width"].as_u64(), bars["height"].as_u64()), (Some(224), Some(224)), "{bars}");
+    assert_eq!(
+        (bars["width"].as_u64(), bars["height"].as_u64()),
+        (Some(224), Some(224)),
+        "{bars}"
+    );
     for colour in ["yellow", "cyan", "magenta"] {
-        assert!(bars[colour].as_u64().unwrap() > 2000, "platform shows SMPTE bars: {bars}");
+        assert!(
+            bars[colour].as_u64().unwrap() > 2000,
+            "platform shows SMPTE bars: {bars}"
+        );
     }
     let ball = browser.eval_until(20.0, &format!("{FRAME_COLOURS}('lobby')"));
     let total = 224 * 224;
-    assert!(ball["black"].as_u64().unwrap() > total / 2, "lobby: a black field: {ball}");
-    assert!(ball["white"].as_u64().unwrap() > 100, "lobby: a white ball: {ball}");
+    assert!(
+        ball["black"].as_u64().unwrap() > total / 2,
+        "lobby: a black field: {ball}"
+    );
+    assert!(
+        ball["white"].as_u64().unwrap() > 100,
+        "lobby: a white ball: {ball}"
+    );
 
     // A write without the token is refused, with the reason shown on the page.
     browser.eval(
@@ -343,7 +342,11 @@ fn the_page_shows_both_demo_streams_live_and_records_labelled_clips_from_the_bro
                     return s.classList.contains("error") ? s.textContent : null; })()"#,
     );
     assert!(said.as_str().unwrap().contains("token"), "{said}");
-    assert_eq!(browser.eval("document.querySelector('#token').hidden"), false, "the page asks for the token");
+    assert_eq!(
+        browser.eval("document.querySelector('#token').hidden"),
+        false,
+        "the page asks for the token"
+    );
 
     // With the token (typed into the page, as a user would), both streams record.
     browser.eval(&format!(
@@ -378,7 +381,8 @@ fn the_page_shows_both_demo_streams_live_and_records_labelled_clips_from_the_bro
 
     // The clips are a dataset `dataset-info` reads: two labels, two clips each.
     let info = avscene(&["dataset-info", dataset.to_str().unwrap(), "--json"]);
-    let v: Value = serde_json::from_slice(&info.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&info)));
+    let v: Value =
+        serde_json::from_slice(&info.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&info)));
     assert_eq!(v["layout"], "folder-per-label", "{v}");
     assert_eq!(v["labels"]["bars"]["clips"], 2, "{v}");
     assert_eq!(v["labels"]["hall"]["clips"], 2, "{v}");
@@ -389,11 +393,42 @@ fn the_page_shows_both_demo_streams_live_and_records_labelled_clips_from_the_bro
     let path = "/api/streams/lobby/record";
     let bearer = format!("Bearer {token}");
     let json_type = ("Content-Type", "application/json");
-    let (status, answer) = http(port, "POST", path, &[json_type, ("Authorization", &bearer), ("Origin", "http://evil.example")], body);
+    let (status, answer) = http(
+        port,
+        "POST",
+        path,
+        &[
+            json_type,
+            ("Authorization", &bearer),
+            ("Origin", "http://evil.example"),
+        ],
+        body,
+    );
     assert_eq!(status, 403, "{answer}");
-    let (status, answer) = http(port, "POST", path, &[json_type, ("Authorization", "Bearer wrong-token-0123456789")], body);
+    let (status, answer) = http(
+        port,
+        "POST",
+        path,
+        &[
+            json_type,
+            ("Authorization", "Bearer wrong-token-0123456789"),
+        ],
+        body,
+    );
     assert_eq!(status, 401, "{answer}");
-    let (status, answer) = http(port, "POST", path, &[("Content-Type", "text/plain"), ("Authorization", &bearer)], body);
-    assert_eq!(status, 415, "a form post cannot start a recording: {answer}");
-    assert!(!dataset.join("evil").exists(), "nothing recorded for a refused write");
+    let (status, answer) = http(
+        port,
+        "POST",
+        path,
+        &[("Content-Type", "text/plain"), ("Authorization", &bearer)],
+        body,
+    );
+    assert_eq!(
+        status, 415,
+        "a form post cannot start a recording: {answer}"
+    );
+    assert!(
+        !dataset.join("evil").exists(),
+        "nothing recorded for a refused write"
+    );
 }

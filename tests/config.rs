@@ -465,7 +465,10 @@ fn bad_configs() -> Vec<Bad> {
     cases.push(bad(
         "a token file that is not there",
         &with_demo("[metrics]\ntoken_file = \"/nonexistent/avscene-token\""),
-        &["metrics.token_file", "cannot read /nonexistent/avscene-token"],
+        &[
+            "metrics.token_file",
+            "cannot read /nonexistent/avscene-token",
+        ],
     ));
     cases.push(bad(
         "attributes every 0 s",
@@ -536,13 +539,23 @@ fn off_loopback_the_page_needs_a_token_of_16_characters_taken_beside_the_config(
         "[metrics]\nlisten = \"0.0.0.0:9464\"\ntoken_file = \"short-token\"\n{DEMO_STREAM}"
     ));
     let error = load(&short).unwrap_err().to_string();
-    assert!(error.contains("metrics.token_file") && error.contains("at least 16"), "{error}");
+    assert!(
+        error.contains("metrics.token_file") && error.contains("at least 16"),
+        "{error}"
+    );
     let good = layout.config(&format!(
         "[metrics]\nlisten = \"0.0.0.0:9464\"\ntoken_file = \"web-token\"\n[record]\ndataset = \"scenes\"\n{DEMO_STREAM}"
     ));
     let settings = load(&good).unwrap();
-    assert_eq!(settings.config.metrics.token_file, Some(dir.join("web-token")));
-    assert_eq!(settings.config.record.dataset_dir(), dir.join("scenes"), "relative to the config");
+    assert_eq!(
+        settings.config.metrics.token_file,
+        Some(dir.join("web-token"))
+    );
+    assert_eq!(
+        settings.config.record.dataset_dir(),
+        dir.join("scenes"),
+        "relative to the config"
+    );
 }
 
 #[test]

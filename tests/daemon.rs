@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -95,20 +95,7 @@ impl Daemon {
 
 /// GET `path` from the daemon's metrics endpoint: (status code, body).
 fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    common::http(port, "GET", path, &[], "")
 }
 
 /// Poll `path` until `pred` holds, for up to `seconds`; returns the last answer.
@@ -516,7 +503,11 @@ fn a_recording_asked_for_over_mqtt_writes_clips_and_reports_its_progress() {
     let extra = format!("[record]\ndataset = \"{}\"\n", dataset.display());
     let config = write_config(dir.path(), broker.port, &extra);
     let mut daemon = daemon(&config);
-    assert!(daemon.wait_for_log("avscene running", 60.0), "{}", daemon.log());
+    assert!(
+        daemon.wait_for_log("avscene running", 60.0),
+        "{}",
+        daemon.log()
+    );
     let state_topic = "avscene/demo/record/state";
     let publish = |payload: &str| {
         let status = Command::new("mosquitto_pub")
@@ -533,15 +524,24 @@ fn a_recording_asked_for_over_mqtt_writes_clips_and_reports_its_progress() {
     // One clip (0.17 min), written whole and reported done.
     publish(r#"{"label": "parcel", "minutes": 0.17}"#);
     let done = common::retained_when(broker.port, state_topic, 40.0, |s| s.contains("\"done\""));
-    let v: serde_json::Value = serde_json::from_str(&done).unwrap_or_else(|e| panic!("{e}: {done}"));
+    let v: serde_json::Value =
+        serde_json::from_str(&done).unwrap_or_else(|e| panic!("{e}: {done}"));
     assert_eq!(v["clips"], 1, "{v}");
     assert_eq!(v["target"], 1, "{v}");
     let clips: Vec<_> = std::fs::read_dir(dataset.join("parcel"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(clips.iter().filter(|c| c.ends_with(".wav")).count(), 1, "{clips:?}");
-    assert_eq!(clips.iter().filter(|c| c.ends_with(".mkv")).count(), 1, "{clips:?}");
+    assert_eq!(
+        clips.iter().filter(|c| c.ends_with(".wav")).count(),
+        1,
+        "{clips:?}"
+    );
+    assert_eq!(
+        clips.iter().filter(|c| c.ends_with(".mkv")).count(),
+        1,
+        "{clips:?}"
+    );
     assert!(!clips.iter().any(|c| c.ends_with(".partial")), "{clips:?}");
     let index = std::fs::read_to_string(dataset.join("recordings.csv")).unwrap();
     assert_eq!(index.lines().count(), 2, "the header and one clip: {index}");

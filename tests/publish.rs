@@ -99,7 +99,11 @@ fn scene_state_and_status_payloads() {
         "{got:?}"
     );
     let attributes: serde_json::Value = serde_json::from_str(&got[6].1).unwrap();
-    assert_eq!(attributes.as_object().unwrap().len(), 10, "every class: {attributes}");
+    assert_eq!(
+        attributes.as_object().unwrap().len(),
+        10,
+        "every class: {attributes}"
+    );
     assert!(attributes["metro"].as_f64().unwrap() > 0.8, "{attributes}");
     assert_eq!(got[0].1, "online");
     assert_eq!(got[1].1, "offline", "no source has said it delivers");
@@ -172,7 +176,10 @@ fn home_assistant_discovery_is_retained_and_resent_when_home_assistant_returns()
     let v: serde_json::Value = serde_json::from_str(&got[0].1).unwrap();
     assert_eq!(v["state_topic"], "avscene/porch/state");
     assert_eq!(v["json_attributes_topic"], "avscene/porch/attributes");
-    assert_eq!(v["default_entity_id"], "sensor.avscene_porch_scene", "HA ≥ 2025.10");
+    assert_eq!(
+        v["default_entity_id"], "sensor.avscene_porch_scene",
+        "HA ≥ 2025.10"
+    );
     assert_eq!(v["object_id"], "avscene_porch_scene", "older HA");
     assert_eq!(v["availability"][0]["topic"], "avscene/status");
     assert_eq!(v["availability"][1]["topic"], "avscene/porch/availability");
@@ -428,8 +435,8 @@ fn a_broker_that_never_answers_is_tried_on_the_backoff_whatever_arrives() {
     assert!(!connected(&publisher));
     assert_eq!(
         load(&publisher.stats.outbox),
-        seq + 1,
-        "all wait in the outbox"
+        seq + 2,
+        "all wait in the outbox: the scenes, the state and the attributes"
     );
     publisher.abort();
 }
@@ -445,13 +452,13 @@ fn beyond_the_outbox_bound_the_oldest_are_dropped_and_counted() {
     // Wait until the publisher has seen the broker go (a loaded machine takes a moment):
     // before that, messages still go to the connection instead of the outbox.
     assert!(wait_until(10.0, || !connected(&publisher)));
-    // 10 results: 10 scene messages + 1 state message, into an outbox of 4.
+    // 10 results: 10 scene messages + 1 state + 1 attributes message, into an outbox of 4.
     for seq in 0..10 {
         publisher.publish(result("porch", seq, 2));
     }
     let stats = &publisher.stats;
     assert!(
-        wait_until(10.0, || load(&stats.dropped) == 11 - 4),
+        wait_until(10.0, || load(&stats.dropped) == 12 - 4),
         "dropped {}",
         load(&stats.dropped)
     );

@@ -5,8 +5,8 @@
 use rumqttc::QoS;
 
 use super::messages::{
-    attributes_topic, availability_topic, discovery_payload, discovery_topic,
-    record_state_topic, state_topic, status_topic,
+    attributes_topic, availability_topic, discovery_payload, discovery_topic, record_state_topic,
+    state_topic, status_topic,
 };
 use super::mqtt::Loop;
 use super::outbox::Message;

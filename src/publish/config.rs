@@ -181,7 +181,11 @@ impl MqttConfig {
             }
         }
         problems.count("mqtt.outbox_capacity", self.outbox_capacity, 1..=MAX_OUTBOX);
-        problems.count("mqtt.attributes_every_s", self.attributes_every_s, 1..=86_400);
+        problems.count(
+            "mqtt.attributes_every_s",
+            self.attributes_every_s,
+            1..=86_400,
+        );
         match (&self.username, &self.password_file) {
             (None, Some(_)) => {
                 problems.push("mqtt.password_file", "is set but mqtt.username is not")

@@ -26,7 +26,7 @@ use super::messages::{
 use super::outbox::{MAX_IN_FLIGHT, Message, Outbox};
 use super::stats::PublishStats;
 use crate::infer::SceneResult;
-use crate::record::{RecordAction, RecordRequest};
+use crate::record::{RecordAction, RecordRequest, RecordingState};
 
 /// How often the retained state is re-published when the label does not change.
 const STATE_HEARTBEAT: Duration = Duration::from_secs(60);
@@ -389,9 +389,10 @@ impl Loop {
             }
             Err(reason) => {
                 tracing::warn!("mqtt: {topic}: {reason}");
-                let payload = serde_json::json!({ "stream": stream, "state": "refused", "error": reason });
+                let refused = RecordingState::refused(stream, reason);
+                let payload = serde_json::to_string(&refused).unwrap_or_default();
                 let state = record_state_topic(prefix, stream);
-                self.outbox.push(retained(state, payload.to_string()));
+                self.outbox.push(retained(state, payload));
             }
         }
     }

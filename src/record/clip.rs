@@ -68,14 +68,15 @@ pub fn clips_in_minutes(minutes: f64) -> usize {
 
 /// Why a window is not worth a clip: the source stalled through it (as a sentence).
 pub fn gap_in(window: &Window) -> Option<String> {
-    (window.filled_frames > MAX_FILLED_FRAMES || window.filled_samples > MAX_FILLED_SAMPLES)
-        .then(|| {
+    (window.filled_frames > MAX_FILLED_FRAMES || window.filled_samples > MAX_FILLED_SAMPLES).then(
+        || {
             format!(
                 "the source stalled ({} of {IMAGES} frames and {:.1} s of sound missing)",
                 window.filled_frames,
                 window.filled_samples as f64 / SAMPLE_RATE as f64
             )
-        })
+        },
+    )
 }
 
 /// Write one window as `<label>/<stream>-<start>.wav` + `.mkv` and its metadata line;

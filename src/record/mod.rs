@@ -16,9 +16,7 @@ pub use clip::{
     ClipError, MAX_MINUTES, RECORDINGS, check_label, check_minutes, clips_in_minutes, gap_in,
     write_clip,
 };
-pub use recorder::{
-    Phase, RecordAction, RecordRequest, Recorder, RecordingState, RequestError,
-};
+pub use recorder::{Phase, RecordAction, RecordRequest, Recorder, RecordingState, RequestError};
 
 /// `[record]` settings: where the daemon's recordings go.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -40,7 +38,11 @@ impl RecordConfig {
         let state = std::env::var_os("STATE_DIRECTORY")
             .map(PathBuf::from)
             // systemd may list several, separated by ':'; the first is avscene's own.
-            .and_then(|s| s.to_str().and_then(|s| s.split(':').next()).map(PathBuf::from));
+            .and_then(|s| {
+                s.to_str()
+                    .and_then(|s| s.split(':').next())
+                    .map(PathBuf::from)
+            });
         let data = || {
             std::env::var_os("XDG_DATA_HOME")
                 .map(PathBuf::from)

@@ -51,7 +51,9 @@ impl RecordAction {
                 .or_insert_with(|| serde_json::Value::from("start"));
         }
         serde_json::from_value(value).map_err(|e| {
-            format!("{e}; expected {{\"label\": \"…\", \"minutes\": M}} or {{\"action\": \"stop\"}}")
+            format!(
+                "{e}; expected {{\"label\": \"…\", \"minutes\": M}} or {{\"action\": \"stop\"}}"
+            )
         })
     }
 }
@@ -82,6 +84,9 @@ pub enum Phase {
     Stopped,
     /// A clip could not be written (the error says why).
     Failed,
+    /// A request that cannot be carried out (the error says why); what was recording
+    /// goes on.
+    Refused,
 }
 
 /// A stream's recording, as the page and `<prefix>/<stream>/record/state` show it.
@@ -102,6 +107,15 @@ pub struct RecordingState {
 }
 
 impl RecordingState {
+    /// The answer to a request that cannot be carried out.
+    pub fn refused(stream: &str, reason: String) -> RecordingState {
+        RecordingState {
+            state: Phase::Refused,
+            error: Some(reason),
+            ..RecordingState::idle(stream)
+        }
+    }
+
     fn idle(stream: &str) -> RecordingState {
         RecordingState {
             stream: stream.to_string(),
@@ -127,6 +141,13 @@ struct Session {
 }
 
 impl Session {
+    /// A recording in progress ends; what was written is kept.
+    fn stop(&mut self) {
+        if self.shown.state == Phase::Recording {
+            self.shown.state = Phase::Stopped;
+        }
+    }
+
     /// Whether `window` is the next clip's.
     fn wants(&self, window: &Window) -> bool {
         self.shown.state == Phase::Recording
@@ -376,20 +397,15 @@ impl Recorder {
     /// A removed stream's recording ends (stopped; what was written is kept).
     pub fn forget(&self, stream: &str) {
         if let Some(session) = self.shared.sessions().get_mut(stream) {
-            if session.shown.state == Phase::Recording {
-                session.shown.state = Phase::Stopped;
-            }
+            session.stop();
         }
         self.shared.changed();
     }
 
     /// Stop recording: the clips already taken are written, then the writer ends.
     pub fn stop(&self) {
-        for session in self.shared.sessions().values_mut() {
-            if session.shown.state == Phase::Recording {
-                session.shown.state = Phase::Stopped;
-            }
-        }
+        self.shared.sessions().values_mut().for_each(Session::stop);
+        self.shared.changed();
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.take();
         }

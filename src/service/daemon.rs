@@ -25,7 +25,7 @@ use crate::config::Settings;
 use crate::infer::{SceneResult, Worker};
 use crate::metrics::{HealthPolicy, ModelInfo, Telemetry, read_token};
 use crate::publish::Publisher;
-use crate::record::Recorder;
+use crate::record::{Recorder, RecordingState};
 use crate::web::{Access, Board, Sources, WebServer};
 
 /// A stop takes at most this long; past it the daemon exits with what is in flight.
@@ -137,9 +137,10 @@ impl Daemon {
                 stale_after: Duration::from_secs_f64(c.metrics.health_stale_s),
             },
         ));
-        let recorder = Arc::new(Recorder::start(c.record.dataset_dir()).map_err(|e| {
-            DaemonError::Start(format!("cannot start the recorder thread: {e}"))
-        })?);
+        let recorder =
+            Arc::new(Recorder::start(c.record.dataset_dir()).map_err(|e| {
+                DaemonError::Start(format!("cannot start the recorder thread: {e}"))
+            })?);
         let tapped = recorder.clone();
         windows.set_tap(Arc::new(move |window| tapped.tap(window)));
         let sources = Sources {
@@ -152,7 +153,8 @@ impl Daemon {
         };
         let (board, web) = start_web(&settings, sources, &telemetry)?;
         let forward = {
-            let (publisher, telemetry, board) = (publisher.clone(), telemetry.clone(), board.clone());
+            let (publisher, telemetry, board) =
+                (publisher.clone(), telemetry.clone(), board.clone());
             std::thread::Builder::new()
                 .name("results".into())
                 .spawn(move || {
@@ -264,24 +266,17 @@ impl Daemon {
         for request in requests {
             if let Err(e) = self.recorder.request(&request, &self.board.stream_names()) {
                 tracing::warn!("record '{}' (over MQTT): {e}", request.stream);
-                let refused = serde_json::json!({
-                    "stream": request.stream, "state": "refused", "error": e.to_string(),
-                });
-                self.publisher.record_state(&request.stream, refused.to_string());
+                let refused = RecordingState::refused(&request.stream, e.to_string());
+                let payload = serde_json::to_string(&refused).unwrap_or_default();
+                self.publisher.record_state(&request.stream, payload);
+                // The stream's own state is said again after the refusal.
                 self.record_said.remove(&request.stream);
             }
         }
     }
 
-    /// Publish each stream's recording state when it changed.
     fn say_recordings(&mut self) {
-        for state in self.recorder.states() {
-            let payload = serde_json::to_string(&state).unwrap_or_default();
-            if self.record_said.get(&state.stream) != Some(&payload) {
-                self.publisher.record_state(&state.stream, payload.clone());
-                self.record_said.insert(state.stream.clone(), payload);
-            }
-        }
+        say_recordings(&self.recorder, &self.publisher, &mut self.record_said);
     }
 
     /// Tell the publisher, every tick, which streams' sources deliver: a stream is
@@ -317,12 +312,7 @@ impl Daemon {
             .spawn(move || {
                 let clean = stop_parts(&mut streams, worker, &recorder, web);
                 // What the recordings came to, before the goodbye.
-                for state in recorder.states() {
-                    let payload = serde_json::to_string(&state).unwrap_or_default();
-                    if record_said.remove(&state.stream).as_ref() != Some(&payload) {
-                        publisher.record_state(&state.stream, payload);
-                    }
-                }
+                say_recordings(&recorder, &publisher, &mut record_said);
                 publisher.stop();
                 drop(forward); // it ends with the worker's channel; not waited for
                 let _ = done_tx.send(clean);
@@ -356,6 +346,17 @@ fn quit_now() -> ! {
     unsafe { libc::_exit(0) }
 }
 
+/// Publish each stream's recording state when it changed since `said`.
+fn say_recordings(recorder: &Recorder, publisher: &Publisher, said: &mut HashMap<String, String>) {
+    for state in recorder.states() {
+        let payload = serde_json::to_string(&state).unwrap_or_default();
+        if said.get(&state.stream) != Some(&payload) {
+            publisher.record_state(&state.stream, payload.clone());
+            said.insert(state.stream.clone(), payload);
+        }
+    }
+}
+
 /// The status page and the HTTP listener, when `[metrics]` is enabled (the page's state
 /// is kept either way: the API's types are the daemon's view of itself).
 fn start_web(
@@ -365,14 +366,21 @@ fn start_web(
 ) -> Result<(Arc<Board>, Option<WebServer>), DaemonError> {
     let c = &settings.config.metrics;
     let token = match &c.token_file {
-        Some(file) => Some(read_token(file).map_err(|e| DaemonError::Start(format!("metrics.token_file: {e}")))?),
+        Some(file) => Some(
+            read_token(file).map_err(|e| DaemonError::Start(format!("metrics.token_file: {e}")))?,
+        ),
         None => None,
     };
     let board = Arc::new(Board::new(sources, token.is_some()));
     let web = match c.listen_addr() {
         Some(address) if c.enabled => Some(
-            WebServer::start(address, telemetry.clone(), board.clone(), Access::new(address, token))
-                .map_err(DaemonError::Start)?,
+            WebServer::start(
+                address,
+                telemetry.clone(),
+                board.clone(),
+                Access::new(address, token),
+            )
+            .map_err(DaemonError::Start)?,
         ),
         _ => None,
     };

@@ -41,7 +41,9 @@ fn is_loopback_host(host: &str) -> bool {
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
     name.eq_ignore_ascii_case("localhost")
-        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Access {
@@ -70,9 +72,9 @@ impl Access {
         }
     }
 
-    /// A write: same origin, a JSON body, and the token when one is set.
+    /// A write (after [`Access::check_read`], which every request passes first): same
+    /// origin, a JSON body, and the token when one is set.
     pub fn check_write(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        self.check_read(headers)?;
         let forbidden = |why: String| Err((StatusCode::FORBIDDEN, why));
         if let Some(origin) = header(headers, header::ORIGIN) {
             let host = header(headers, header::HOST).unwrap_or("");
@@ -81,9 +83,7 @@ impl Access {
                     "a request from {origin} may not change anything here (only this page may)"
                 ));
             }
-        } else if header(headers, "sec-fetch-site")
-            .is_some_and(|site| site == "cross-site")
-        {
+        } else if header(headers, "sec-fetch-site").is_some_and(|site| site == "cross-site") {
             return forbidden("a cross-site request may not change anything here".into());
         }
         let json = header(headers, header::CONTENT_TYPE)
@@ -126,10 +126,21 @@ mod tests {
 
     #[test]
     fn loopback_host_names() {
-        for host in ["localhost:9464", "127.0.0.1:9464", "[::1]:9464", "127.0.0.1", "LOCALHOST"] {
+        for host in [
+            "localhost:9464",
+            "127.0.0.1:9464",
+            "[::1]:9464",
+            "127.0.0.1",
+            "LOCALHOST",
+        ] {
             assert!(is_loopback_host(host), "{host}");
         }
-        for host in ["evil.example:9464", "192.168.1.5:9464", "[2001:db8::1]:80", "localhost.evil"] {
+        for host in [
+            "evil.example:9464",
+            "192.168.1.5:9464",
+            "[2001:db8::1]:80",
+            "localhost.evil",
+        ] {
             assert!(!is_loopback_host(host), "{host}");
         }
     }

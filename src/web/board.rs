@@ -69,7 +69,9 @@ pub struct Board {
 }
 
 fn unix_s(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -139,11 +141,15 @@ impl Board {
         }
     }
 
-    /// The frame the model last saw for `stream` (224×224 RGB) and its window's number.
-    pub fn frame(&self, stream: &str) -> Option<(std::sync::Arc<[u8]>, u64)> {
-        let cards = lock(&self.cards);
-        let last = cards.get(stream)?.last.as_ref()?;
-        Some((last.result.frame.clone()?, last.result.seq))
+    /// The frame the model last saw for `stream` (224×224 RGB).
+    pub fn frame(&self, stream: &str) -> Option<Arc<[u8]>> {
+        lock(&self.cards)
+            .get(stream)?
+            .last
+            .as_ref()?
+            .result
+            .frame
+            .clone()
     }
 
     /// Every stream's hour of labels.

@@ -63,9 +63,7 @@ impl WebServer {
             .name("http".into())
             .spawn(move || serve(listener, app, stopped))
             .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
-        tracing::info!(
-            "status page on http://{address}/ (metrics on /metrics, health on /health)"
-        );
+        tracing::info!("status page on http://{address}/ (metrics on /metrics, health on /health)");
         Ok(WebServer {
             address,
             stop: Some(stop),
@@ -94,11 +92,7 @@ impl Drop for WebServer {
 }
 
 /// Serve until `stopped`; open live feeds are cut rather than waited for.
-fn serve(
-    listener: std::net::TcpListener,
-    app: App,
-    stopped: tokio::sync::oneshot::Receiver<()>,
-) {
+fn serve(listener: std::net::TcpListener, app: App, stopped: tokio::sync::oneshot::Receiver<()>) {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("http-worker")
@@ -133,9 +127,18 @@ fn serve(
 
 fn router(app: App) -> Router {
     Router::new()
-        .route("/", get(|| async { asset("text/html; charset=utf-8", page::INDEX) }))
-        .route("/app.js", get(|| async { asset("text/javascript; charset=utf-8", page::SCRIPT) }))
-        .route("/app.css", get(|| async { asset("text/css; charset=utf-8", page::STYLE) }))
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", page::INDEX) }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", page::SCRIPT) }),
+        )
+        .route(
+            "/app.css",
+            get(|| async { asset("text/css; charset=utf-8", page::STYLE) }),
+        )
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/api/status", get(status))
@@ -162,9 +165,15 @@ async fn guard(State(app): State<App>, request: Request, next: Next) -> Response
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'",
         ),
     );
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 
@@ -174,7 +183,12 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
     let body = serde_json::to_string(value).unwrap_or_default();
-    (status, [(header::CONTENT_TYPE, "application/json")], format!("{body}\n")).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{body}\n"),
+    )
+        .into_response()
 }
 
 /// An error as JSON: `{"error": "…"}`.
@@ -231,7 +245,7 @@ async fn events(State(app): State<App>) -> impl IntoResponse {
 
 /// The frame the model last saw for a stream, as PNG (224×224).
 async fn frame(State(app): State<App>, Path(stream): Path<String>) -> Response {
-    let Some((rgb, _seq)) = app.board.frame(&stream) else {
+    let Some(rgb) = app.board.frame(&stream) else {
         return error(
             StatusCode::NOT_FOUND,
             format!("no frame of stream '{stream}' yet"),
@@ -252,7 +266,10 @@ async fn frame(State(app): State<App>, Path(stream): Path<String>) -> Response {
 
 async fn recording(State(app): State<App>, Path(stream): Path<String>) -> Response {
     if !app.board.stream_names().contains(&stream) {
-        return error(StatusCode::NOT_FOUND, format!("no stream '{stream}' is running"));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no stream '{stream}' is running"),
+        );
     }
     json(StatusCode::OK, &app.board.recorder().state(&stream))
 }
@@ -273,7 +290,11 @@ async fn record(
         Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
     };
     let request = RecordRequest { stream, action };
-    match app.board.recorder().request(&request, &app.board.stream_names()) {
+    match app
+        .board
+        .recorder()
+        .request(&request, &app.board.stream_names())
+    {
         Ok(state) => json(StatusCode::OK, &state),
         Err(e @ RequestError::NoStream { .. }) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(e @ RequestError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
