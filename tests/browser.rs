@@ -2,8 +2,8 @@
 //! scripts/setup.sh), driven over the DevTools protocol, loads the page of a running
 //! daemon on the two demo streams. Each stream's label and probabilities appear and
 //! update, the thumbnail is the demo's pattern, a recording started from the page writes
-//! clips `dataset-info` reads, and a write without the token, or from another origin, is
-//! refused. `AVSCENE_SCREENSHOTS=DIR` keeps a screenshot of the page (the README's).
+//! clips `dataset-info` reads and `avscene train --init` fine-tunes on while the daemon
+//! runs on, and a write without the token, or from another origin, is refused. `AVSCENE_SCREENSHOTS=DIR` keeps a screenshot of the page (the README's).
 
 mod common;
 
@@ -158,12 +158,16 @@ fn free_port() -> u16 {
 
 /// The demo model setup.sh trains, else a small fresh one (the page does not care).
 fn model_settings() -> String {
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join(".deps/demo-model/best.safetensors");
-    if demo.is_file() {
-        format!("path = \"{}\"", demo.display())
-    } else {
-        "profile = \"small\"".to_string()
+    match demo_model() {
+        Some(demo) => format!("path = \"{}\"", demo.display()),
+        None => "profile = \"small\"".to_string(),
     }
+}
+
+/// The demo model scripts/setup.sh trains, where it is there.
+fn demo_model() -> Option<PathBuf> {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join(".deps/demo-model/best.safetensors");
+    demo.is_file().then_some(demo)
 }
 
 /// A running daemon: killed on drop, its log printed when the test failed.
@@ -387,6 +391,37 @@ fn the_page_shows_both_demo_streams_live_and_records_labelled_clips_from_the_bro
     assert_eq!(v["labels"]["bars"]["clips"], 2, "{v}");
     assert_eq!(v["labels"]["hall"]["clips"], 2, "{v}");
     assert!(v["problems"].as_array().unwrap().is_empty(), "{v}");
+
+    // And fine-tune on them while the service runs on: the classifier is rebuilt for the
+    // two new labels, everything else starts from the model the daemon serves.
+    let out = dir.path().join("tuned");
+    let mut args = vec![
+        "train".to_string(),
+        "--data".into(),
+        dataset.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+        "--freeze-encoders".into(),
+        "--epochs".into(),
+        "2".into(),
+        "--batch".into(),
+        "2".into(),
+        "--device".into(),
+        "cpu".into(),
+    ];
+    args.extend(match demo_model() {
+        Some(demo) => ["--init".to_string(), demo.display().to_string()],
+        None => ["--profile".to_string(), "small".to_string()],
+    });
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = avscene(&args);
+    assert!(run.status.success(), "{}", text(&run));
+    let tuned = avscene::model::Model::load(&out.join("best.safetensors"), tch::Device::Cpu)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&run)));
+    assert_eq!(tuned.spec.classes, ["bars", "hall"]);
+    if demo_model().is_some() {
+        assert!(text(&run).contains("classifier rebuilt"), "{}", text(&run));
+    }
 
     // Another origin may not write even with the token; a wrong token is refused.
     let body = r#"{"label": "evil", "minutes": 1}"#;

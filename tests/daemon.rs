@@ -547,3 +547,66 @@ fn a_recording_asked_for_over_mqtt_writes_clips_and_reports_its_progress() {
     assert_eq!(index.lines().count(), 2, "the header and one clip: {index}");
     terminate(&mut daemon);
 }
+
+#[test]
+fn a_recording_goes_on_across_a_restart_of_the_source_and_counts_the_clip_it_cut() {
+    let broker = Broker::start("allow_anonymous true");
+    let dir = common::tempdir();
+    let dataset = dir.path().join("scenes");
+    // A live source that ends after 11.5 s and is restarted at once: one run gives at
+    // most one 10 s clip, so two clips need a restart in between.
+    let ends = dir.path().join("ends.toml");
+    std::fs::write(
+        &ends,
+        "live = true\n[source]\n\
+         video = \"videotestsrc is-live=true num-buffers=115 ! video/x-raw,width=160,height=120,framerate=10/1\"\n\
+         audio = \"audiotestsrc is-live=true num-buffers=115 samplesperbuffer=4800 ! audio/x-raw,rate=48000,channels=1\"\n",
+    )
+    .unwrap();
+    let metrics_port = free_port();
+    let extra = format!(
+        "[record]\ndataset = \"{}\"\n[capture]\nrestart_initial_s = 0.2\n\
+         [[stream]]\nname = \"door\"\npipeline = \"{}\"\n",
+        dataset.display(),
+        ends.display()
+    );
+    let config = dir.path().join("avscene.toml");
+    std::fs::write(&config, settings(broker.port, metrics_port, &extra)).unwrap();
+    let mut daemon = daemon(&config);
+    assert!(
+        daemon.wait_for_log("avscene running", 60.0),
+        "{}",
+        daemon.log()
+    );
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["-t", "avscene/door/record/set", "-q", "1"])
+        .args(["-m", r#"{"label": "door", "minutes": 0.34}"#])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let done = common::retained_when(broker.port, "avscene/door/record/state", 60.0, |s| {
+        s.contains("\"done\"")
+    });
+    let v: serde_json::Value =
+        serde_json::from_str(&done).unwrap_or_else(|e| panic!("{e}: {done}\n{}", daemon.log()));
+    assert_eq!(v["clips"], 2, "{v}");
+    assert!(
+        v["skipped"].as_u64().unwrap() >= 1,
+        "the restart cut a clip short: {v}"
+    );
+    let (_, page) = http_get(metrics_port, "/metrics");
+    assert!(
+        metric(&page, "avscene_stream_restarts_total{stream=\"door\"}").unwrap() >= 1.0,
+        "{page}"
+    );
+    let index = std::fs::read_to_string(dataset.join("recordings.csv")).unwrap();
+    assert_eq!(
+        index.lines().count(),
+        3,
+        "the header and two clips: {index}"
+    );
+    let clips = std::fs::read_dir(dataset.join("door")).unwrap().count();
+    assert_eq!(clips, 4, "two WAVs and two videos");
+    terminate(&mut daemon);
+}

@@ -5,7 +5,8 @@
 //! thread and never blocks it: a taken window goes to a small queue and one writer
 //! thread writes the clips, each complete on disk before the next begins. A window the
 //! source stalled through, or one the writer could not keep up with, is skipped and
-//! counted; a restart of the source starts the next clip on its new timeline.
+//! counted, as is the clip a restart of the source cut short; the next clip starts on
+//! the restarted source's timeline.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -334,6 +335,17 @@ impl Recorder {
         };
         if !session.wants(window) {
             return;
+        }
+        // The source restarted before the next clip was complete: that clip is lost.
+        if session
+            .next
+            .is_some_and(|(timeline, _)| timeline != window.timeline)
+        {
+            session.shown.skipped += 1;
+            tracing::warn!(
+                "record '{}': left out a clip: the source restarted",
+                window.stream
+            );
         }
         // Whatever happens to this window, the next clip starts after it.
         let clip_samples = (WINDOW_SECONDS * SAMPLE_RATE as f64) as u64;
