@@ -251,6 +251,14 @@ fn metrics_health_and_sd_notify() {
         ],
     );
 
+    // Before the first window is full, the daemon is starting: 200 (a supervisor leaves
+    // it be), and said.
+    let (status, health) = http_until(metrics_port, "/health", 30, |s, _| s != 0);
+    assert_eq!(status, 200, "{health}");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "starting", "{health}");
+    assert_eq!(health["streams"]["demo"]["starting"], true, "{health}");
+
     // A label per window, windows a hop (1 s) apart: consecutive sequence numbers are
     // 1 s apart in time (a window dropped under load leaves a gap of whole hops).
     let burst = messages(broker.port, "avscene/demo/scene", 6, 60);
@@ -299,6 +307,7 @@ fn metrics_health_and_sd_notify() {
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["streams"]["demo"]["ok"], true);
+    assert_eq!(health["streams"]["demo"]["starting"], false);
     assert_eq!(http_get(metrics_port, "/nothing").0, 404);
 
     terminate(&mut child);
@@ -443,11 +452,20 @@ fn a_dead_source_leaves_the_others_publishing() {
         reasons.contains("gone") && reasons.contains("source failing"),
         "{reasons}"
     );
-    let (_, page) = http_get(metrics_port, "/metrics");
+    let (_, page) = http_until(metrics_port, "/metrics", 30, |_, p| {
+        metric(p, "avscene_stream_restarts_total{stream=\"gone\"}").unwrap_or(0.0) >= 3.0
+    });
     assert!(
-        metric(&page, "avscene_stream_restarts_total{stream=\"gone\"}").unwrap() >= 1.0,
+        metric(&page, "avscene_stream_restarts_total{stream=\"gone\"}").unwrap() >= 3.0,
         "{page}"
     );
+    // Its error is logged once, not at every restart.
+    let log = child.log();
+    let said = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("stream 'gone'"))
+        .count();
+    assert_eq!(said, 1, "{log}");
     // In Home Assistant the failing camera is unavailable, the other one is not.
     let availability = |stream: &str, want: &'static str| {
         let topic = format!("avscene/{stream}/availability");

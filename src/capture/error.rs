@@ -50,6 +50,17 @@ pub enum CaptureError {
     },
 }
 
+impl CaptureError {
+    /// Whether `other` is the same failure again (a stall's measured seconds aside), so
+    /// the log can count a repeat instead of printing it again.
+    pub fn same_failure(&self, other: &CaptureError) -> bool {
+        match (self, other) {
+            (Self::Stalled { what: a, .. }, Self::Stalled { what: b, .. }) => a == b,
+            _ => self.to_string() == other.to_string(),
+        }
+    }
+}
+
 /// How a source with a URI failed, as far as GStreamer's error and the run tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SourceProblem {

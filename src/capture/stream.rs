@@ -221,6 +221,40 @@ impl Backoff {
     }
 }
 
+/// A source's failures as the log tells them: a new one in full, the same one again as a
+/// count (the 10th, 100th, … time in full again), so a camera unplugged overnight does
+/// not fill the journal with the same line.
+#[derive(Default)]
+struct FailureLog {
+    last: Option<CaptureError>,
+    times: u64,
+}
+
+impl FailureLog {
+    /// Count `error`; how many times in a row it has now happened.
+    fn count(&mut self, error: &CaptureError) -> u64 {
+        match &self.last {
+            Some(last) if last.same_failure(error) => self.times += 1,
+            _ => {
+                self.last = Some(error.clone());
+                self.times = 1;
+            }
+        }
+        self.times
+    }
+
+    fn reset(&mut self) {
+        *self = FailureLog::default();
+    }
+}
+
+fn is_power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n % 10 == 0 {
+        n /= 10;
+    }
+    n == 1
+}
+
 struct Supervisor {
     spec: StreamSpec,
     capture: CaptureConfig,
@@ -234,6 +268,7 @@ impl Supervisor {
     fn run(self) {
         let name = self.spec.name.clone();
         let mut backoff = Backoff::new(&self.capture, &name);
+        let mut failures = FailureLog::default();
         let mut assembler = self.assembler();
         let mut offset_ns = 0;
         loop {
@@ -255,7 +290,7 @@ impl Supervisor {
                 Outcome::Stopped => break,
                 Outcome::EndOfStream if self.spec.live => {
                     // A camera or microphone does not end: one that does has failed.
-                    if !self.restart(CaptureError::Ended, &mut backoff, started) {
+                    if !self.restart(CaptureError::Ended, &mut backoff, &mut failures, started) {
                         break;
                     }
                     assembler = self.assembler();
@@ -276,7 +311,7 @@ impl Supervisor {
                     break;
                 }
                 Outcome::Failed(error) => {
-                    if !self.restart(error, &mut backoff, started) {
+                    if !self.restart(error, &mut backoff, &mut failures, started) {
                         break;
                     }
                     // After a failure the timeline starts afresh.
@@ -288,10 +323,32 @@ impl Supervisor {
         self.stats.set_state(StreamState::Ended);
     }
 
-    /// Log a failure, count it and wait out the backoff; false when stopped meanwhile.
-    fn restart(&self, error: CaptureError, backoff: &mut Backoff, started: Instant) -> bool {
+    /// Log a failure (a repeat as a count), count it and wait out the backoff; false when
+    /// stopped meanwhile.
+    fn restart(
+        &self,
+        error: CaptureError,
+        backoff: &mut Backoff,
+        failures: &mut FailureLog,
+        started: Instant,
+    ) -> bool {
         let name = &self.spec.name;
-        tracing::error!("stream '{name}': {error}");
+        if started.elapsed() > Duration::from_secs(30) {
+            // It ran a while: this is a new failure, not the last one again.
+            backoff.reset();
+            failures.reset();
+        }
+        let times = failures.count(&error);
+        let delay = backoff.next();
+        let retry = format!("restarting in {:.1} s", delay.as_secs_f64());
+        if times == 1 {
+            tracing::error!("stream '{name}': {error}");
+            tracing::info!("stream '{name}': {retry}");
+        } else if is_power_of_ten(times) {
+            tracing::warn!("stream '{name}': failed {times} times in a row: {error}; {retry}");
+        } else {
+            tracing::debug!("stream '{name}': failed again ({times}): {error}; {retry}");
+        }
         if let CaptureError::Element {
             debug: Some(details),
             ..
@@ -303,15 +360,7 @@ impl Supervisor {
         {
             tracing::debug!("stream '{name}': {details}");
         }
-        if started.elapsed() > Duration::from_secs(30) {
-            backoff.reset();
-        }
-        let delay = backoff.next();
         self.stats.failed(&error, delay);
-        tracing::info!(
-            "stream '{name}': restarting in {:.1} s",
-            delay.as_secs_f64()
-        );
         self.sleep(delay)
     }
 
@@ -345,5 +394,32 @@ impl Supervisor {
             );
         }
         !self.stop.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_failure_again_is_counted_and_a_new_one_starts_over() {
+        let stall = |seconds| CaptureError::Stalled {
+            what: "audio",
+            seconds,
+            limit: 10.0,
+        };
+        let mut log = FailureLog::default();
+        assert_eq!(log.count(&stall(10.2)), 1);
+        assert_eq!(
+            log.count(&stall(11.7)),
+            2,
+            "a stall is a stall, however long"
+        );
+        assert_eq!(log.count(&CaptureError::Ended), 1);
+        assert_eq!(log.count(&CaptureError::Ended), 2);
+        log.reset();
+        assert_eq!(log.count(&CaptureError::Ended), 1);
+        let shown: Vec<u64> = (1..=1000).filter(|&n| is_power_of_ten(n)).collect();
+        assert_eq!(shown, [1, 10, 100, 1000]);
     }
 }

@@ -1,5 +1,8 @@
 //! The health policy: a stream is healthy while its labels keep coming (the last one no
 //! older than `metrics.health_stale_s`); the daemon is healthy while every stream is.
+//! Before its first label a stream whose source has not failed is `starting` — healthy
+//! to a supervisor (200), so a slow first window is not restarted — for at most one
+//! window and twice `health_stale_s`.
 //! MQTT being away does not make it unhealthy (labels still flow, into the outbox): it
 //! is reported beside. Kept apart from how `/health` and `/metrics` are written.
 
@@ -90,7 +93,8 @@ impl Collector for Labels {
 /// `/health`'s answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct HealthReport {
-    /// `ok` or `unhealthy`.
+    /// `ok`, `starting` (no stream failing, some without a first label yet) or
+    /// `unhealthy`.
     pub status: &'static str,
     pub reasons: Vec<String>,
     pub streams: BTreeMap<String, StreamHealth>,
@@ -107,7 +111,10 @@ impl HealthReport {
 /// One stream in `/health`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamHealth {
+    /// Healthy, or starting.
     pub ok: bool,
+    /// No label yet, the source not failing, within the start allowance.
+    pub starting: bool,
     pub labels: u64,
     pub last_label_age_s: Option<f64>,
     pub restarts: u64,
@@ -122,21 +129,44 @@ pub struct HealthPolicy {
     pub stale_after: Duration,
 }
 
+/// What the policy says of one stream.
+#[derive(Debug, Clone, PartialEq)]
+enum Verdict {
+    Ok,
+    Starting,
+    Problem(String),
+}
+
 impl HealthPolicy {
-    /// Why a stream is not producing labels, or `None` when it is.
-    fn problem(&self, stream: &StreamStats, labels: &Labels) -> Option<String> {
-        let published = labels.get(&stream.name)?;
+    /// How long a stream may go without its first label: the first window must fill,
+    /// and the first inference computes every frame (no cache yet).
+    fn start_allowance(&self) -> Duration {
+        Duration::from_secs_f64(crate::features::WINDOW_SECONDS) + self.stale_after * 2
+    }
+
+    /// Whether a stream is producing labels, starting, or why it is not.
+    fn verdict(&self, stream: &StreamStats, labels: &Labels) -> Verdict {
+        let Some(published) = labels.get(&stream.name) else {
+            return Verdict::Ok;
+        };
         let age = published.last.map(|t| t.elapsed());
         if age.is_some_and(|a| a <= self.stale_after) {
-            return None;
+            return Verdict::Ok;
         }
-        let state = match stream.state() {
+        let state = stream.state();
+        // A source that has already failed once is not starting: it is failing.
+        let source_fine = matches!(state, StreamState::Starting | StreamState::Running)
+            && stream.restarts.load(Ordering::Relaxed) == 0;
+        if age.is_none() && source_fine && published.since.elapsed() <= self.start_allowance() {
+            return Verdict::Starting;
+        }
+        let state = match state {
             StreamState::Backoff { reason, .. } => format!("source failing: {reason}"),
             StreamState::Ended => "source ended".to_string(),
             StreamState::Starting => "source starting".to_string(),
             StreamState::Running => "source running".to_string(),
         };
-        Some(match age {
+        Verdict::Problem(match age {
             Some(age) => format!("no label for {:.0} s ({state})", age.as_secs_f64()),
             None => format!(
                 "no label yet, {:.0} s after start ({state})",
@@ -149,7 +179,7 @@ impl HealthPolicy {
     pub fn live(&self, streams: &[std::sync::Arc<StreamStats>], labels: &Labels) -> (usize, usize) {
         let live = streams
             .iter()
-            .filter(|s| self.problem(s, labels).is_none())
+            .filter(|s| self.verdict(s, labels) == Verdict::Ok)
             .count();
         (live, streams.len())
     }
@@ -163,9 +193,16 @@ impl HealthPolicy {
     ) -> HealthReport {
         let mut reasons = Vec::new();
         let mut report = BTreeMap::new();
+        let mut starting = false;
         for s in streams {
             let published = labels.get(&s.name);
-            let problem = self.problem(s, labels);
+            let verdict = self.verdict(s, labels);
+            let is_starting = verdict == Verdict::Starting;
+            starting |= is_starting;
+            let problem = match verdict {
+                Verdict::Problem(p) => Some(p),
+                _ => None,
+            };
             if let Some(p) = &problem {
                 reasons.push(format!("stream '{}': {p}", s.name));
             }
@@ -173,6 +210,7 @@ impl HealthPolicy {
                 s.name.clone(),
                 StreamHealth {
                     ok: problem.is_none(),
+                    starting: is_starting,
                     labels: published.map_or(0, |p| p.count),
                     last_label_age_s: published
                         .and_then(|p| p.last)
@@ -187,10 +225,10 @@ impl HealthPolicy {
             reasons.push("no stream is configured".to_string());
         }
         HealthReport {
-            status: if reasons.is_empty() {
-                "ok"
-            } else {
-                "unhealthy"
+            status: match (reasons.is_empty(), starting) {
+                (false, _) => "unhealthy",
+                (true, true) => "starting",
+                (true, false) => "ok",
             },
             reasons,
             streams: report,

@@ -50,6 +50,7 @@ pub struct TrainOptions {
     /// 40, as the authors' configs; 0: constant).
     #[arg(long, default_value_t = 20)]
     pub lr_step: usize,
+    /// The factor --lr-step applies to the learning rate, in (0, 1].
     #[arg(long, default_value_t = 0.1)]
     pub lr_decay: f64,
     /// Random horizontal flip of the training frames: per clip, per frame (the

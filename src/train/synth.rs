@@ -29,18 +29,23 @@ pub const SYNTH_CLASSES: &[(&str, &str)] = &[
 /// What to generate (`avscene synth-dataset`'s options).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SynthOptions {
+    /// The folder to write (TAU layout: audio/, video/, evaluation_setup/).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Scene classes, each a test picture and a sound of its own (1 to 10).
     #[arg(long, default_value_t = 4)]
     pub classes: usize,
+    /// Clips per class, dealt round the locations in turn.
     #[arg(long, default_value_t = 9)]
     pub clips_per_class: usize,
     /// Recording locations per class; the last one is the evaluation fold
     /// (fold1_evaluate.csv), and training holds one of the others out to validate on.
     #[arg(long, default_value_t = 4)]
     pub locations: usize,
+    /// Length of each clip in seconds (the model takes 10 s windows).
     #[arg(long, default_value_t = 10)]
     pub seconds: u32,
+    /// Seeds the clips' variations: the same seed writes the same set.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
