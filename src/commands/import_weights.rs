@@ -7,8 +7,9 @@ use super::context::{CommandError, Result, print};
 use crate::model::import::{Source, import_all};
 use crate::model::{Model, ModelSpec, PROFILES};
 
-/// Convert public PyTorch weights (as safetensors, see scripts/pth-to-safetensors.py)
-/// into an avscene model file; parts no input covers keep a fresh initialisation.
+/// Build a model file from PyTorch checkpoints you have (`.pth` in torch.save's zip or
+/// legacy format, or safetensors); parts no input covers keep a fresh initialisation.
+/// `avscene fetch-weights` downloads the public ones and does this for you.
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
     /// The model file to write (.safetensors).

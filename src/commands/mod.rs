@@ -9,6 +9,7 @@ mod classify;
 pub mod context;
 mod dataset_info;
 mod evaluate;
+mod fetch_weights;
 mod import_weights;
 mod model_info;
 mod mqtt_test;
@@ -34,6 +35,7 @@ pub enum Command {
     /// Inspect models.
     #[command(subcommand)]
     Model(ModelCommand),
+    FetchWeights(fetch_weights::FetchWeightsArgs),
     ImportWeights(import_weights::ImportArgs),
     /// Write a synthetic audio-visual scene set in the TAU layout (GStreamer test sources
     /// and noise; each class its own picture and sound).
@@ -59,6 +61,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::MqttTest(args) => mqtt_test::run(args),
         Command::Model(ModelCommand::Info(args)) => model_info::run(args),
+        Command::FetchWeights(args) => fetch_weights::run(args),
         Command::ImportWeights(args) => import_weights::run(args),
         Command::SynthDataset(options) => synth_dataset::run(options),
         Command::Train(args) => train::run(args),

@@ -1,7 +1,7 @@
 //! Importing public PyTorch weights into an avscene model file.
 //!
-//! Inputs are safetensors state dicts under their original names (convert a `.pth` with
-//! `scripts/pth-to-safetensors.py`):
+//! Inputs are state dicts under their original names, as PyTorch `.pth` files (zip or
+//! legacy `torch.save`, read by [`super::pth`]) or as safetensors:
 //! - torchvision's ResNet50 ImageNet weights (`conv1.weight`, `layer1.0.conv1.weight`, …;
 //!   `fc.*` is dropped) → `video.resnet.*`;
 //! - torchopenl3's `mel256`/`env`/512 model (`batch_normalization_1.*`, `conv2d_1.*`, …,
@@ -17,9 +17,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::SafeTensors;
 use tch::{Kind, Tensor};
 
+use super::pth::{PthError, read_state_dict};
 use super::{Model, ModelFileError};
 
 /// Which public checkpoint a file is, deciding how its names map.
@@ -80,8 +81,12 @@ pub enum ImportError {
         file: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: not a safetensors file ({reason}); convert a PyTorch .pth with scripts/pth-to-safetensors.py", .file.display())]
+    #[error("{}: not a safetensors file ({reason})", .file.display())]
     NotSafetensors { file: PathBuf, reason: String },
+    #[error("{}: not a PyTorch checkpoint (torch.save's zip or legacy format) nor a safetensors file ({reason})", .file.display())]
+    NotACheckpoint { file: PathBuf, reason: String },
+    #[error(transparent)]
+    Pth(#[from] PthError),
     #[error("{} ({kind} weights): tensor `{name}` maps to `{target}`, which this architecture does not have", .file.display(), kind = .checkpoint.label())]
     UnknownTensor {
         file: PathBuf,
@@ -97,11 +102,11 @@ pub enum ImportError {
         expected: Vec<i64>,
         found: Vec<i64>,
     },
-    #[error("{}: tensor `{name}` is {found:?}; only F32, F16 and BF16 weights import", .file.display())]
+    #[error("{}: tensor `{name}` is {found:?}; only float32, float16, bfloat16 and float64 weights import", .file.display())]
     Dtype {
         file: PathBuf,
         name: String,
-        found: Dtype,
+        found: Kind,
     },
     #[error("{}: no tensors imported from it (is it the right kind of checkpoint?)", .file.display())]
     Empty { file: PathBuf },
@@ -120,13 +125,54 @@ pub struct ImportReport {
     pub untouched_parts: Vec<String>,
 }
 
-fn kind_of(dtype: Dtype) -> Option<Kind> {
-    match dtype {
-        Dtype::F32 => Some(Kind::Float),
-        Dtype::F16 => Some(Kind::Half),
-        Dtype::BF16 => Some(Kind::BFloat16),
-        _ => None,
+/// A checkpoint's tensors by name: a PyTorch `.pth` (zip or legacy), else safetensors.
+pub fn read_checkpoint(file: &Path) -> Result<Vec<(String, Tensor)>, ImportError> {
+    let mut head = [0u8; 4];
+    let read = |e| ImportError::Read {
+        file: file.to_path_buf(),
+        source: e,
+    };
+    let n = std::fs::File::open(file)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .map_err(read)?;
+    if head[..n].starts_with(b"PK\x03\x04") {
+        return Ok(read_state_dict(file)?);
     }
+    let bytes = std::fs::read(file).map_err(read)?;
+    let tensors = match SafeTensors::deserialize(&bytes) {
+        Ok(tensors) => tensors,
+        // A pickle (the legacy torch.save format) starts with PROTO.
+        Err(_) if head[0] == 0x80 => return Ok(read_state_dict(file)?),
+        Err(e) => {
+            let start: String = String::from_utf8_lossy(&bytes[..bytes.len().min(24)])
+                .chars()
+                .map(|c| if c.is_control() { '.' } else { c })
+                .collect();
+            return Err(ImportError::NotACheckpoint {
+                file: file.to_path_buf(),
+                reason: format!("safetensors: {e}; it begins \"{start}\""),
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for (name, view) in tensors.tensors() {
+        let kind = match view.dtype() {
+            safetensors::Dtype::F32 => Kind::Float,
+            safetensors::Dtype::F16 => Kind::Half,
+            safetensors::Dtype::BF16 => Kind::BFloat16,
+            safetensors::Dtype::F64 => Kind::Double,
+            safetensors::Dtype::I64 => Kind::Int64,
+            other => {
+                return Err(ImportError::NotSafetensors {
+                    file: file.to_path_buf(),
+                    reason: format!("tensor `{name}` is {other:?}"),
+                });
+            }
+        };
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        out.push((name, Tensor::from_data_size(view.data(), &shape, kind)));
+    }
+    Ok(out)
 }
 
 /// What one file gave: the variables it set, and its tensors left unused.
@@ -142,19 +188,12 @@ pub fn import_file(
     file: &Path,
     source: Source,
 ) -> Result<Imported, ImportError> {
-    let bytes = std::fs::read(file).map_err(|e| ImportError::Read {
-        file: file.to_path_buf(),
-        source: e,
-    })?;
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| ImportError::NotSafetensors {
-        file: file.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let mut tensors = read_checkpoint(file)?;
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let variables = model.vs.variables();
-    let mut names: Vec<&str> = tensors.names();
-    names.sort();
     let mut imported = Imported::default();
-    for name in names {
+    for (name, value) in tensors {
+        let name = name.as_str();
         let target = match source.map(name) {
             Mapped::To(target) => target,
             Mapped::Unused => {
@@ -171,13 +210,7 @@ pub fn import_file(
                 target,
             });
         };
-        let view = tensors
-            .tensor(name)
-            .map_err(|e| ImportError::NotSafetensors {
-                file: file.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-        let found: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let found = value.size();
         if found != var.size() {
             return Err(ImportError::Shape {
                 file: file.to_path_buf(),
@@ -187,12 +220,17 @@ pub fn import_file(
                 found,
             });
         }
-        let kind = kind_of(view.dtype()).ok_or_else(|| ImportError::Dtype {
-            file: file.to_path_buf(),
-            name: name.into(),
-            found: view.dtype(),
-        })?;
-        let value = Tensor::from_data_size(view.data(), &found, kind).to_kind(Kind::Float);
+        if !matches!(
+            value.kind(),
+            Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double
+        ) {
+            return Err(ImportError::Dtype {
+                file: file.to_path_buf(),
+                name: name.into(),
+                found: value.kind(),
+            });
+        }
+        let value = value.to_kind(Kind::Float);
         tch::no_grad(|| var.shallow_clone().copy_(&value));
         imported.copied.push(target);
     }

@@ -16,6 +16,8 @@ pub mod import;
 mod init;
 
 mod openl3;
+pub mod pretrained;
+pub mod pth;
 mod resnet;
 mod spec;
 

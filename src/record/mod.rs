@@ -24,7 +24,7 @@ pub use recorder::{Phase, RecordAction, RecordRequest, Recorder, RecordingState,
 pub struct RecordConfig {
     /// The dataset folder (folder-per-label layout) recordings are added to; unset: the
     /// service's state directory (`$STATE_DIRECTORY/dataset`, /var/lib/avscene/dataset),
-    /// else `~/.local/share/avscene/dataset`. Relative paths are taken from the
+    /// else `~/.local/share/avscene/dataset` (see [`crate::support::state_dir`]). Relative paths are taken from the
     /// configuration file's folder.
     pub dataset: Option<PathBuf>,
 }
@@ -35,24 +35,7 @@ impl RecordConfig {
         if let Some(dir) = &self.dataset {
             return dir.clone();
         }
-        let state = std::env::var_os("STATE_DIRECTORY")
-            .map(PathBuf::from)
-            // systemd may list several, separated by ':'; the first is avscene's own.
-            .and_then(|s| {
-                s.to_str()
-                    .and_then(|s| s.split(':').next())
-                    .map(PathBuf::from)
-            });
-        let data = || {
-            std::env::var_os("XDG_DATA_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-                .map(|d| d.join("avscene"))
-        };
-        state
-            .or_else(data)
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join("dataset")
+        crate::support::state_dir().join("dataset")
     }
 
     pub fn validate(&self, problems: &mut Problems) {

@@ -1,5 +1,5 @@
-//! Small tools every stage may use, importing none of them: progress bars, a stable
-//! hash, a seeded random generator, and this process's resource figures.
+//! Small tools every stage may use, importing none of them: progress bars, avscene's
+//! data folder, a stable hash, a seeded random generator, and this process's resource figures.
 
 pub mod metrics;
 pub mod process;
@@ -14,6 +14,51 @@ pub fn progress(len: u64, prefix: &str) -> indicatif::ProgressBar {
     }
     bar.set_prefix(prefix.to_string());
     bar
+}
+
+/// A download's progress bar on a terminal (bytes, rate, time left); hidden otherwise.
+pub fn download_progress(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
+    let bar = match len {
+        Some(len) => indicatif::ProgressBar::new(len),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg}\n[{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// avscene's own data folder: the service's state directory (`$STATE_DIRECTORY`, which
+/// systemd sets to /var/lib/avscene), else /var/lib/avscene where this user may write
+/// there (an installed service's, from a shell), else `~/.local/share/avscene`.
+pub fn state_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    let state = std::env::var_os("STATE_DIRECTORY").and_then(|s| {
+        // systemd may list several, separated by ':'; the first is avscene's own.
+        s.to_str()
+            .and_then(|s| s.split(':').next())
+            .map(PathBuf::from)
+    });
+    let installed = || {
+        let dir = PathBuf::from("/var/lib/avscene");
+        let writable = std::ffi::CString::new("/var/lib/avscene")
+            // SAFETY: a NUL-terminated path that lives for the call.
+            .is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0);
+        writable.then_some(dir)
+    };
+    let data = || {
+        std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .map(|d| d.join("avscene"))
+    };
+    state
+        .or_else(installed)
+        .or_else(data)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// 64-bit FNV-1a: a stable, dependency-free fingerprint for model ids and cache keys

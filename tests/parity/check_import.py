@@ -2,8 +2,8 @@
 reference networks with random weights, save their state dicts with torch.save (as
 torchvision and torchopenl3 distribute them, and as the authors' train.py saves a
 Mixed_model checkpoint: {"state_dict", "optimizer", ...}, its ResNet still carrying
-torchvision's ImageNet `fc`), convert with scripts/pth-to-safetensors.py, import with
-`avscene import-weights`, and compare every tensor of the resulting model files with the
+torchvision's ImageNet `fc`), import the .pth files with `avscene import-weights` (which
+reads torch.save's zip and legacy formats itself), and compare every tensor of the resulting model files with the
 PyTorch values. Run by tests/import_weights.rs when a Python with torch is
 available (AVSCENE_TEST_PYTHON, or .deps/torch-venv); exits non-zero on a mismatch.
 
@@ -20,7 +20,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 from reference import FULL, PytorchOpenl3, ResNet, SceneNet  # noqa: E402
 
 avscene, work = sys.argv[1], sys.argv[2]
-repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 torch.manual_seed(0)
 
 resnet = ResNet("bottleneck", (3, 4, 6, 3), 64)
@@ -36,9 +35,7 @@ for name, module, legacy in [("resnet50", resnet, True), ("openl3", openl3, Fals
     pth = os.path.join(work, f"{name}.pth")
     # torchvision's older files use the legacy (non-zip) format: cover both.
     torch.save(module.state_dict(), pth, _use_new_zipfile_serialization=not legacy)
-    st = os.path.join(work, f"{name}.safetensors")
-    subprocess.run([sys.executable, os.path.join(repo, "scripts/pth-to-safetensors.py"), pth, st], check=True)
-    paths[name] = st
+    paths[name] = pth
 
 out = os.path.join(work, "imported.safetensors")
 subprocess.run([avscene, "import-weights", "--resnet50", paths["resnet50"], "--openl3", paths["openl3"], "--out", out], check=True)
@@ -61,10 +58,8 @@ state = {k: v for k, v in mixed.state_dict().items() if not k.startswith("openl3
 pth = os.path.join(work, "Epoch_21_acc_0.90.pth")
 optimizer = torch.optim.Adam(mixed.parameters(), lr=1e-4)
 torch.save({"epoch": 21, "state_dict": state, "optimizer": optimizer.state_dict(), "acc": 0.9}, pth)
-st = os.path.join(work, "mixed_model.safetensors")
-subprocess.run([sys.executable, os.path.join(repo, "scripts/pth-to-safetensors.py"), pth, st], check=True)
 out = os.path.join(work, "dual_stream.safetensors")
-run = subprocess.run([avscene, "import-weights", "--dual-stream", st, "--out", out],
+run = subprocess.run([avscene, "import-weights", "--dual-stream", pth, "--out", out],
                      check=True, capture_output=True, text=True)
 assert "video.resnet.fc.bias, video.resnet.fc.weight" in run.stdout, run.stdout
 model = load_file(out)
