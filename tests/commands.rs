@@ -145,3 +145,65 @@ fn numbers_on_the_command_line_that_are_no_number_are_refused_by_name() {
         assert!(said.contains(flag), "{args:?} does not name {flag}: {said}");
     }
 }
+
+#[test]
+fn media_without_sound_or_picture_is_said_to_lack_that_track_once() {
+    let dir = tempdir();
+    let sound = dir.path().join("sound.wav");
+    let picture = dir.path().join("picture.mp4");
+    common::gst(&format!(
+        "audiotestsrc num-buffers=600 ! wavenc ! filesink location={}",
+        sound.display()
+    ));
+    common::gst(&format!(
+        "videotestsrc num-buffers=120 ! video/x-raw,framerate=10/1 ! x264enc speed-preset=ultrafast ! mp4mux ! filesink location={}",
+        picture.display()
+    ));
+    let model = dir.path().join("small.safetensors");
+    avscene::model::Model::fresh(avscene::model::ModelSpec::small(), tch::Device::Cpu)
+        .save(&model)
+        .unwrap();
+    for (file, missing) in [(&sound, "no video track"), (&picture, "no audio track")] {
+        let run = avscene(&[
+            "classify",
+            file.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+        ]);
+        let said = text(&run);
+        assert_eq!(run.status.code(), Some(2), "{said}");
+        assert_eq!(said.matches(missing).count(), 1, "{said}");
+        assert!(!said.contains("stalled"), "{said}");
+    }
+    // Captured as a stream, a picture without sound is a failed source with the reason,
+    // not a stall restarted forever.
+    let config = dir.path().join("avscene.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[metrics]\nenabled = false\n[[stream]]\nname = \"clip\"\npipeline = \"{}/pipelines/file.toml\"\nparams = {{ uri = \"file://{}\" }}\n",
+            env!("CARGO_MANIFEST_DIR"),
+            picture.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avscene"))
+        .args(["capture", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = common::wait_until(30.0, || child.try_wait().unwrap().is_some());
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let said = text(&out);
+    assert!(ended, "capture ended: {said}");
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("no audio track") && said.contains("0 restarts"),
+        "{said}"
+    );
+}

@@ -417,6 +417,12 @@ fn bad_folders_get_clear_messages_or_counted_skips() {
     ));
     std::fs::write(data.join("shop/notes.txt"), "bought a new till").unwrap();
     media(&data.join("stray.mp4"), 10, "ball", "sine");
+    // A picture without sound.
+    gst(&format!(
+        "videotestsrc num-buffers=120 ! video/x-raw,width=320,height=240,framerate=10/1 \
+         ! x264enc speed-preset=ultrafast ! mp4mux ! filesink location={}",
+        data.join("shop/silent.mp4").display()
+    ));
     // An empty label folder, and a label with one clip.
     std::fs::create_dir_all(data.join("garden")).unwrap();
     media(&data.join("hall/once.mp4"), 10, "snow", "ticks");
@@ -428,6 +434,7 @@ fn bad_folders_get_clear_messages_or_counted_skips() {
         "garden/: label 'garden' has no media files",
         "porch/broken.mp4: cannot read",
         "porch/short.mp4: shorter than 10 s",
+        "shop/silent.mp4: no audio track",
         "shop/lonely.wav: no video of the same name",
         "shop/notes.txt: not a media file",
         "stray.mp4: not in a label folder",
@@ -436,7 +443,8 @@ fn bad_folders_get_clear_messages_or_counted_skips() {
         assert!(said.contains(expected), "{expected}: {said}");
     }
 
-    // Training goes on without them and says what it left out.
+    // Training goes on without them and says what it left out — the same problems,
+    // found once: a file dataset-info flagged is never decoded.
     let out = dir.path().join("model");
     let run = avscene(&[
         "train",
@@ -454,9 +462,14 @@ fn bad_folders_get_clear_messages_or_counted_skips() {
     ]);
     let said = text(&run);
     assert!(run.status.success(), "{said}");
+    assert!(
+        !said.contains("skipping"),
+        "nothing flagged is decoded: {said}"
+    );
     for expected in [
-        "porch/broken.mp4: cannot decode",
+        "porch/broken.mp4: cannot read",
         "porch/short.mp4: shorter than 10 s",
+        "shop/silent.mp4: no audio track",
         "label 'hall': only 1 training clip(s)",
         "label 'hall': 1 recording(s), none held out for validation",
     ] {
@@ -499,6 +512,32 @@ fn bad_folders_get_clear_messages_or_counted_skips() {
     assert!(err.contains("validation"), "{err}");
     let run = avscene(&["dataset-info", thin.to_str().unwrap()]);
     assert_eq!(run.status.code(), Some(2), "{}", text(&run));
+    // Junk beside them does not make a validation split: dataset-info and train agree
+    // that there is nothing to validate on, and say so the same way.
+    std::fs::write(thin.join("a/junk.mp4"), b"not a video").unwrap();
+    std::fs::write(thin.join("b/junk.mp4"), b"not a video").unwrap();
+    let info = avscene(&["dataset-info", thin.to_str().unwrap()]);
+    assert_eq!(info.status.code(), Some(2), "{}", text(&info));
+    assert!(
+        text(&info).contains("a/junk.mp4: cannot read"),
+        "{}",
+        text(&info)
+    );
+    let run = avscene(&[
+        "train",
+        "--data",
+        thin.to_str().unwrap(),
+        "--out",
+        dir.path().join("o3").to_str().unwrap(),
+        "--profile",
+        "small",
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(run.status.code(), Some(2), "{}", text(&run));
+    let reason = "every label has a single recording";
+    assert!(text(&info).contains(reason), "{}", text(&info));
+    assert!(text(&run).contains(reason), "{}", text(&run));
 }
 
 #[test]

@@ -254,9 +254,10 @@ fn bad_datasets_get_clear_errors_or_counted_skips() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("not a dataset"), "{}", text(&out));
 
-    // A set to damage: 2 classes × 3 clips (location 2 is the evaluation fold).
+    // A set to damage: 2 classes × 4 clips (location 3 is the evaluation fold), so each
+    // label keeps two training locations after the damage and one can validate.
     let data = dir.path().join("data");
-    synth(&data, 2, 3, 3);
+    synth(&data, 2, 4, 4);
     let audio = |stem: &str| data.join(format!("audio/{stem}.wav"));
     let video = |stem: &str| data.join(format!("video/{stem}.mp4"));
     // A listed file that is missing, and a truncated mp4.
@@ -293,8 +294,8 @@ fn bad_datasets_get_clear_errors_or_counted_skips() {
     std::fs::write(&evaluate, &rows).unwrap();
     let meta = std::fs::read_to_string(data.join("meta.csv")).unwrap();
     let relabelled = meta.replacen(
-        "smpte_sine-synth-102-2-a.mp4\tsmpte_sine",
-        "smpte_sine-synth-102-2-a.mp4\tairport",
+        "smpte_sine-synth-103-3-a.mp4\tsmpte_sine",
+        "smpte_sine-synth-103-3-a.mp4\tairport",
         1,
     );
     assert_ne!(meta, relabelled);
@@ -325,9 +326,11 @@ fn bad_datasets_get_clear_errors_or_counted_skips() {
     let said = text(&run);
     assert!(run.status.success(), "{said}");
     assert!(
-        said.contains("smpte_sine-synth-100-0-a.wav: cannot decode"),
-        "{said}"
+        said.contains("smpte_sine-synth-100-0-a.wav: ")
+            && said.contains("smpte_sine-synth-100-0-a.mp4: cannot read"),
+        "the truncated video, found before any decoding: {said}"
     );
+    assert!(!said.contains("skipping"), "{said}");
     assert!(said.contains("3 clip(s) skipped"), "{said}");
     assert_eq!(
         read_log(&out.join("train-log.jsonl")).len(),

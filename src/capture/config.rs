@@ -44,6 +44,8 @@ pub struct StreamSpec {
     /// Deliver a file at the clock's pace, as a camera would.
     pub realtime: bool,
     pub launch: String,
+    /// A file a command decodes (training, `classify`): its end is no news to log.
+    pub quiet: bool,
 }
 
 /// `[capture]` settings, shared by every stream.
@@ -209,6 +211,7 @@ impl StreamConfig {
             looping,
             realtime,
             launch,
+            quiet: false,
         })
     }
 }

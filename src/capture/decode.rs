@@ -17,6 +17,48 @@ pub fn file_uri(path: &Path) -> Result<String, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// What GStreamer's discoverer reads of a file's headers (no decoding).
+#[derive(Debug, Clone, Copy)]
+pub struct Tracks {
+    pub seconds: f64,
+    pub audio: bool,
+    pub video: bool,
+}
+
+impl Tracks {
+    /// The track a model input needs that the file lacks, if one.
+    pub fn missing(&self) -> Option<&'static str> {
+        match (self.audio, self.video) {
+            (true, true) => None,
+            (false, true) => Some("audio"),
+            (true, false) => Some("video"),
+            (false, false) => Some("audio or video"),
+        }
+    }
+}
+
+/// The tracks and length of the media at `uri`, from its headers.
+pub fn tracks(discoverer: &gstreamer_pbutils::Discoverer, uri: &str) -> Result<Tracks, String> {
+    let info = discoverer
+        .discover_uri(uri)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    Ok(Tracks {
+        seconds: info
+            .duration()
+            .map(|d| d.nseconds() as f64 / 1e9)
+            .unwrap_or(0.0),
+        audio: !info.audio_streams().is_empty(),
+        video: !info.video_streams().is_empty(),
+    })
+}
+
+/// A discoverer that gives up on a file after 15 s.
+pub fn discoverer() -> Result<gstreamer_pbutils::Discoverer, String> {
+    gstreamer::init().map_err(|e| format!("GStreamer cannot start: {e}"))?;
+    gstreamer_pbutils::Discoverer::new(gstreamer::ClockTime::from_seconds(15))
+        .map_err(|e| format!("GStreamer's discoverer cannot start: {e}"))
+}
+
 /// A media file with sound and picture in one container (mp4, mkv, webm, …).
 pub const FILE_PIPELINE: &str = r#"
 description = "media file"
@@ -31,7 +73,18 @@ audio = "src."
 
 /// Decode a media file into all its 10 s windows (a second apart).
 pub fn decode_file(file: &Path) -> Result<Vec<Window>, String> {
-    decode(FILE_PIPELINE, &[("uri", file_uri(file)?)], None, 1.0)
+    let uri = file_uri(file)?;
+    // A file without sound or picture: said plainly, before any decoding.
+    if let Some(missing) = discoverer()
+        .and_then(|d| tracks(&d, &uri))
+        .ok()
+        .and_then(|t| t.missing())
+    {
+        return Err(format!(
+            "no {missing} track; avscene needs sound and picture"
+        ));
+    }
+    decode(FILE_PIPELINE, &[("uri", uri)], None, 1.0)
 }
 
 /// Run a built-in pipeline file through the capture path until `limit` windows or the
@@ -58,6 +111,7 @@ pub fn decode(
         looping: false,
         realtime: false,
         launch,
+        quiet: true,
     };
     let (tx, rx) = window_queue(1024);
     let windows = WindowConfig {

@@ -37,6 +37,9 @@ pub enum CaptureError {
     },
     #[error("the pipeline refused to start")]
     Refused,
+    /// A file without sound or without picture: it can never give a window.
+    #[error("{uri}: the file has no {missing} track; avscene needs sound and picture")]
+    MissingTrack { uri: String, missing: &'static str },
     /// A live source reached its end of stream (a camera unplugged, an RTSP server that
     /// closed the session, a test source with num-buffers).
     #[error("the live source ended (end of stream)")]

@@ -9,7 +9,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::config::{CaptureConfig, StreamSpec};
-use super::error::CaptureError;
+use super::decode;
+use super::error::{CaptureError, source_uri};
 use super::handoff::WindowSender;
 use super::run::{Outcome, Run};
 use crate::window::{Assembler, Window, WindowConfig};
@@ -89,10 +90,14 @@ impl StreamStats {
         self.last_error.lock().ok().and_then(|e| e.clone())
     }
 
-    fn failed(&self, error: &CaptureError, retry_in: Duration) {
+    fn set_failure(&self, error: CaptureError) {
         if let Ok(mut e) = self.last_error.lock() {
-            *e = Some(error.clone());
+            *e = Some(error);
         }
+    }
+
+    fn failed(&self, error: &CaptureError, retry_in: Duration) {
+        self.set_failure(error.clone());
         self.restarts.fetch_add(1, Ordering::Relaxed);
         self.set_state(StreamState::Backoff {
             reason: error.to_string(),
@@ -269,6 +274,12 @@ impl Supervisor {
         let name = self.spec.name.clone();
         let mut backoff = Backoff::new(&self.capture, &name);
         let mut failures = FailureLog::default();
+        if let Some(error) = self.missing_track() {
+            tracing::error!("stream '{name}': {error}");
+            self.stats.set_failure(error);
+            self.stats.set_state(StreamState::Ended);
+            return;
+        }
         let mut assembler = self.assembler();
         let mut offset_ns = 0;
         loop {
@@ -307,7 +318,11 @@ impl Supervisor {
                     for w in assembler.finish() {
                         hand_off(&self.stats, &self.out, w);
                     }
-                    tracing::info!("stream '{name}': end of stream");
+                    if self.spec.quiet {
+                        tracing::debug!("stream '{name}': end of stream");
+                    } else {
+                        tracing::info!("stream '{name}': end of stream");
+                    }
                     break;
                 }
                 Outcome::Failed(error) => {
@@ -321,6 +336,20 @@ impl Supervisor {
             }
         }
         self.stats.set_state(StreamState::Ended);
+    }
+
+    /// Why a media file can never give a window (it lacks sound or picture), read from
+    /// its headers: restarting it would only stall again, forever.
+    fn missing_track(&self) -> Option<CaptureError> {
+        if self.spec.live || self.spec.launch.matches("uri=").count() != 1 {
+            return None; // a camera, or separate sound and picture files
+        }
+        let uri = source_uri(&self.spec.launch).filter(|u| u.starts_with("file://"))?;
+        let discoverer = decode::discoverer().ok()?;
+        // A file that cannot be read at all fails in the pipeline, with GStreamer's reason.
+        let tracks = decode::tracks(&discoverer, &uri).ok()?;
+        let missing = tracks.missing()?;
+        Some(CaptureError::MissingTrack { uri, missing })
     }
 
     /// Log a failure (a repeat as a count), count it and wait out the backoff; false when

@@ -8,12 +8,28 @@ pub mod process;
 pub fn progress(len: u64, prefix: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{prefix:>18} [{bar:30}] {pos}/{len} {msg} eta {eta}",
+        "{prefix:>18} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(prefix.to_string());
     bar
+}
+
+/// Where there is no terminal to draw `bar` on (journald, a pipe), say its progress in
+/// the log at most every 30 s; `last` is when it was last said.
+pub fn log_progress(bar: &indicatif::ProgressBar, what: &str, last: &mut std::time::Instant) {
+    if !bar.is_hidden() || last.elapsed() < std::time::Duration::from_secs(30) {
+        return;
+    }
+    *last = std::time::Instant::now();
+    tracing::info!(
+        "{what}: {}/{} done, {:.2}/s, about {} left",
+        bar.position(),
+        bar.length().unwrap_or(0),
+        bar.per_sec(),
+        humantime::format_duration(std::time::Duration::from_secs(bar.eta().as_secs()))
+    );
 }
 
 /// A download's progress bar on a terminal (bytes, rate, time left); hidden otherwise.

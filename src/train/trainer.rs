@@ -276,10 +276,13 @@ fn prepare_sets(
     let mut cache = FeatureCache::new(&cache_dir, model).map_err(TrainError::Failed)?;
     let mut skipped = Vec::new();
     let mut prepare = |clips: &[Clip], what: &str| -> Vec<Prepared> {
-        let bar = progress(clips.len() as u64, &format!("features ({what})"));
+        let label = format!("features ({what})");
+        let bar = progress(clips.len() as u64, &label);
+        let mut said = std::time::Instant::now();
         let mut out = Vec::new();
         for clip in clips {
             bar.inc(1);
+            crate::support::log_progress(&bar, &label, &mut said);
             let class = dataset
                 .classes
                 .iter()

@@ -9,6 +9,7 @@ use gstreamer_pbutils::Discoverer;
 use serde::Serialize;
 
 use super::{Clip, Dataset, DatasetError, Layout, Skip, list};
+use crate::capture::decode::{Tracks, tracks};
 use crate::features::{SAMPLE_RATE, WINDOW_SECONDS};
 use crate::window::END_TOLERANCE;
 
@@ -41,48 +42,31 @@ pub struct DatasetInfo {
     pub notes: Vec<String>,
 }
 
-/// What the discoverer says about one file.
-struct Media {
-    seconds: f64,
-    audio: bool,
-    video: bool,
-}
-
-fn discover(discoverer: &Discoverer, path: &Path) -> Result<Media, String> {
-    let uri = crate::capture::decode::file_uri(path)?;
-    let info = discoverer
-        .discover_uri(&uri)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    Ok(Media {
-        seconds: info
-            .duration()
-            .map(|d| d.nseconds() as f64 / 1e9)
-            .unwrap_or(0.0),
-        audio: !info.audio_streams().is_empty(),
-        video: !info.video_streams().is_empty(),
-    })
+fn discover(discoverer: &Discoverer, path: &Path) -> Result<Tracks, String> {
+    tracks(discoverer, &crate::capture::decode::file_uri(path)?)
 }
 
 /// A recording's usable length: both files read, sound and picture present.
 fn usable_seconds(discoverer: &Discoverer, clip: &Clip) -> Result<f64, String> {
-    let video = discover(discoverer, &clip.video)?;
-    let audio = if clip.audio == clip.video {
-        None
-    } else {
-        Some(
-            discover(discoverer, &clip.audio)
-                .map_err(|e| format!("{}: {e}", clip.audio.display()))?,
-        )
-    };
+    let lacks = |what: &str| format!("no {what} track: avscene needs sound and picture");
+    if clip.audio == clip.video {
+        let media = discover(discoverer, &clip.video)?;
+        return match media.missing() {
+            Some(what) => Err(lacks(what)),
+            None => Ok(media.seconds),
+        };
+    }
+    let video =
+        discover(discoverer, &clip.video).map_err(|e| format!("{}: {e}", clip.video.display()))?;
+    let audio =
+        discover(discoverer, &clip.audio).map_err(|e| format!("{}: {e}", clip.audio.display()))?;
     if !video.video {
-        return Err("no video track".into());
+        return Err(format!("{}: {}", clip.video.display(), lacks("video")));
     }
-    match &audio {
-        Some(a) if !a.audio => Err(format!("{}: no audio track", clip.audio.display())),
-        None if !video.audio => Err("no audio track".into()),
-        Some(a) => Ok(a.seconds.min(video.seconds)),
-        None => Ok(video.seconds),
+    if !audio.audio {
+        return Err(format!("{}: {}", clip.audio.display(), lacks("audio")));
     }
+    Ok(audio.seconds.min(video.seconds))
 }
 
 /// 10 s clips in `seconds` of a recording (a last clip short by up to 0.5 s is padded, as
@@ -93,52 +77,117 @@ fn clips_in(seconds: f64, cut: bool) -> usize {
     if cut { whole } else { whole.min(1) }
 }
 
-/// Summarise the dataset at `root`.
+/// A recording that passed the survey, with what training will get from it.
+#[derive(Debug, Clone)]
+pub struct Surveyed {
+    pub clip: Clip,
+    pub seconds: f64,
+    /// 10 s clips.
+    pub clips: usize,
+}
+
+/// A listing's recordings checked from their headers, before anything splits or decodes
+/// them: files that are there, readable, with sound and picture, at least 10 s long. What
+/// `dataset-info` reports and what `train` and `evaluate` use are this same survey, so
+/// they cannot disagree, and training never decodes a file the survey flagged.
+#[derive(Debug, Clone)]
+pub struct Survey {
+    pub layout: Layout,
+    pub recordings: Vec<Surveyed>,
+    /// The dataset's own evaluate list (TAU), surveyed alike.
+    pub evaluation: Option<Vec<Surveyed>>,
+    pub problems: Vec<Skip>,
+}
+
+impl Survey {
+    pub fn of(root: &Path) -> Result<Survey, DatasetError> {
+        let listing = list(root)?;
+        let discoverer =
+            crate::capture::decode::discoverer().map_err(|reason| DatasetError::Bad {
+                file: root.to_path_buf(),
+                reason,
+            })?;
+        let mut problems = listing.skipped.clone();
+        let total = listing.recordings.len() + listing.evaluation.as_ref().map_or(0, Vec::len);
+        let bar = crate::support::progress(total as u64, "reading");
+        let mut check = |clips: Vec<Clip>| -> Vec<Surveyed> {
+            let mut usable = Vec::new();
+            for clip in clips {
+                bar.inc(1);
+                if let Some(missing) = [&clip.audio, &clip.video]
+                    .into_iter()
+                    .find(|p| !p.is_file())
+                {
+                    problems.push(Skip {
+                        file: missing.display().to_string(),
+                        reason: "listed but not there".into(),
+                    });
+                    continue;
+                }
+                let seconds = match usable_seconds(&discoverer, &clip) {
+                    Ok(s) => s,
+                    Err(reason) => {
+                        problems.push(Skip {
+                            file: clip.name(),
+                            reason,
+                        });
+                        continue;
+                    }
+                };
+                let clips = clips_in(seconds, clip.cut);
+                if clips == 0 {
+                    problems.push(Skip {
+                        file: clip.name(),
+                        reason: format!("shorter than 10 s ({seconds:.1} s): no clip"),
+                    });
+                    continue;
+                }
+                usable.push(Surveyed {
+                    clip,
+                    seconds,
+                    clips,
+                });
+            }
+            usable
+        };
+        let recordings = check(listing.recordings);
+        let evaluation = listing.evaluation.map(&mut check);
+        bar.finish_and_clear();
+        Ok(Survey {
+            layout: listing.layout,
+            recordings,
+            evaluation,
+            problems,
+        })
+    }
+}
+
+/// Summarise the dataset at `root`: the survey's figures and problems, and what training
+/// would make of it.
 pub fn inspect(root: &Path, seed: u64) -> Result<DatasetInfo, DatasetError> {
-    let listing = list(root)?;
-    let bad = |reason: String| DatasetError::Bad {
-        file: root.to_path_buf(),
-        reason,
-    };
-    gstreamer::init().map_err(|e| bad(format!("GStreamer cannot start: {e}")))?;
-    let discoverer = Discoverer::new(gstreamer::ClockTime::from_seconds(15))
-        .map_err(|e| bad(format!("GStreamer's discoverer cannot start: {e}")))?;
-    let mut problems = listing.skipped.clone();
+    let survey = Survey::of(root)?;
     let mut labels: BTreeMap<String, LabelInfo> = BTreeMap::new();
     let mut locations: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut all = listing.recordings.clone();
-    all.extend(listing.evaluation.clone().unwrap_or_default());
-    let bar = crate::support::progress(all.len() as u64, "reading");
-    for clip in &all {
-        bar.inc(1);
-        let entry = labels.entry(clip.label.clone()).or_default();
-        let seconds = match usable_seconds(&discoverer, clip) {
-            Ok(s) => s,
-            Err(reason) => {
-                problems.push(Skip {
-                    file: clip.name(),
-                    reason,
-                });
-                continue;
-            }
-        };
-        let clips = clips_in(seconds, clip.cut);
-        if clips == 0 {
-            problems.push(Skip {
-                file: clip.name(),
-                reason: format!("shorter than 10 s ({seconds:.1} s): no clip"),
-            });
-            continue;
-        }
+    let all = survey
+        .recordings
+        .iter()
+        .chain(survey.evaluation.iter().flatten());
+    for s in all {
+        let entry = labels.entry(s.clip.label.clone()).or_default();
         entry.recordings += 1;
-        entry.clips += clips;
-        entry.seconds += seconds;
+        entry.clips += s.clips;
+        entry.seconds += s.seconds;
         locations
-            .entry(clip.label.clone())
+            .entry(s.clip.label.clone())
             .or_default()
-            .insert(clip.identifier.clone());
+            .insert(s.clip.identifier.clone());
     }
-    bar.finish_and_clear();
+    // A label folder whose every file was flagged still shows, with nothing usable.
+    for problem in &survey.problems {
+        if let Some(label) = label_of(root, &problem.file, survey.layout) {
+            labels.entry(label).or_default();
+        }
+    }
     let mut notes = Vec::new();
     for (label, info) in labels.iter_mut() {
         info.locations = locations.get(label).map_or(0, BTreeSet::len);
@@ -151,10 +200,12 @@ pub fn inspect(root: &Path, seed: u64) -> Result<DatasetInfo, DatasetError> {
             ));
         }
     }
-    let (split, cannot_train) = would_train(root, seed, &mut notes);
+    let layout = survey.layout;
+    let problems = survey.problems.clone();
+    let (split, cannot_train) = would_train(root, survey, seed, &mut notes);
     Ok(DatasetInfo {
         root: root.to_path_buf(),
-        layout: listing.layout,
+        layout,
         recordings: labels.values().map(|l| l.recordings).sum(),
         clips: labels.values().map(|l| l.clips).sum(),
         seconds: labels.values().map(|l| l.seconds).sum(),
@@ -166,14 +217,26 @@ pub fn inspect(root: &Path, seed: u64) -> Result<DatasetInfo, DatasetError> {
     })
 }
 
+/// The label folder a flagged file of a folder-per-label set is in.
+fn label_of(root: &Path, file: &str, layout: Layout) -> Option<String> {
+    if layout != Layout::FolderPerLabel {
+        return None;
+    }
+    let relative = Path::new(file).strip_prefix(root).ok()?;
+    let mut parts = relative.components();
+    let label = parts.next()?.as_os_str().to_str()?.to_string();
+    parts.next().map(|_| label)
+}
+
 /// What training would find: its split, or why it cannot train; the dataset's notes are
 /// added to `notes`.
 fn would_train(
     root: &Path,
+    survey: Survey,
     seed: u64,
     notes: &mut Vec<String>,
 ) -> (Option<String>, Option<String>) {
-    match Dataset::open(root, seed) {
+    match Dataset::from_survey(root, survey, seed) {
         Ok(dataset) => match dataset.check_trainable() {
             Err(e) => (None, Some(e.to_string())),
             Ok(()) => {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use crate::support::{SplitMix, fnv1a};
 pub use folders::{MEDIA_EXTENSIONS, RECORDINGS};
-pub use info::{DatasetInfo, LabelInfo, inspect};
+pub use info::{DatasetInfo, LabelInfo, Survey, Surveyed, inspect};
 
 /// Fewer 10 s clips of a label than this earn a warning: too little to learn a scene from.
 pub const FEW_CLIPS: usize = 3;
@@ -196,14 +196,16 @@ pub fn list(root: &Path) -> Result<Listing, DatasetError> {
 impl Dataset {
     /// Open `root` in whichever layout it has; `seed` picks the validation locations.
     pub fn open(root: &Path, seed: u64) -> Result<Dataset, DatasetError> {
-        let listing = list(root)?;
-        let Listing {
-            layout,
-            mut recordings,
-            evaluation: evaluate_list,
-            mut skipped,
-        } = listing;
-        recordings.retain(|c| exists(c, &mut skipped));
+        Dataset::from_survey(root, Survey::of(root)?, seed)
+    }
+
+    /// The dataset a survey found usable, split.
+    pub fn from_survey(root: &Path, survey: Survey, seed: u64) -> Result<Dataset, DatasetError> {
+        let clips = |s: Vec<Surveyed>| -> Vec<Clip> { s.into_iter().map(|s| s.clip).collect() };
+        let layout = survey.layout;
+        let recordings = clips(survey.recordings);
+        let evaluate_list = survey.evaluation.map(clips);
+        let mut skipped = survey.problems;
         let share = match layout {
             Layout::Tau => Share::Tenth,
             Layout::FolderPerLabel => Share::Fifth,
@@ -235,10 +237,7 @@ impl Dataset {
         };
         let validation = known(validation, &mut skipped);
         let (evaluation, evaluation_listed) = match evaluate_list {
-            Some(mut list) => {
-                list.retain(|c| exists(c, &mut skipped));
-                (known(list, &mut skipped), true)
-            }
+            Some(list) => (known(list, &mut skipped), true),
             None => (validation.clone(), false),
         };
         if train.is_empty() {
@@ -315,19 +314,6 @@ fn notes(classes: &[String], train: &[Clip], validation: &[Clip], split: Split) 
         }
     }
     notes
-}
-
-fn exists(clip: &Clip, skipped: &mut Vec<Skip>) -> bool {
-    for path in [&clip.audio, &clip.video] {
-        if !path.is_file() {
-            skipped.push(Skip {
-                file: path.display().to_string(),
-                reason: "listed but not there".into(),
-            });
-            return false;
-        }
-    }
-    true
 }
 
 /// Split by location, or by time when no location can be held out.
