@@ -48,6 +48,47 @@ pub struct Settings {
     pub config: Config,
     /// The enabled streams, in file order, with their complete launch descriptions.
     pub streams: Vec<StreamSpec>,
+    /// What may be wrong but need not be (a media file or a camera not there now).
+    pub warnings: Vec<Problem>,
+}
+
+impl Settings {
+    /// Log the warnings (a file or a camera not there now), for a command that runs.
+    pub fn log_warnings(&self) {
+        for w in &self.warnings {
+            tracing::warn!("{}: {}: {}", self.file.display(), w.key, w.reason);
+        }
+    }
+}
+
+/// Where relative paths in a configuration are looked for, in order: the folder the
+/// file really is in (symlinks followed), its parent (so `pipelines/x.toml` works from
+/// both `/etc/avscene/` and the repository's `config/`), the installed configuration,
+/// the binary's share folder, and the repository avscene was built from.
+pub fn search_dirs(file: &Path) -> Vec<PathBuf> {
+    let real = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    let base = real
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut dirs = vec![base.clone()];
+    dirs.extend(base.parent().map(Path::to_path_buf));
+    dirs.push(PathBuf::from("/etc/avscene"));
+    if let Some(share) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("share/avscene")))
+    {
+        dirs.push(share);
+    }
+    dirs.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let mut unique = Vec::new();
+    for dir in dirs {
+        if !unique.contains(&dir) {
+            unique.push(dir);
+        }
+    }
+    unique
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,16 +165,13 @@ impl Settings {
                 problems: problems.into_vec(),
             });
         };
-        let base = file.parent().unwrap_or(Path::new("."));
-        // A relative model path is looked up as pipeline files are: beside the config
-        // file, then in its parent directory.
+        let search = search_dirs(file);
+        let base = search[0].as_path();
+        // A relative model path is looked up as pipeline files are; not found, it is
+        // reported beside the configuration.
         if let Some(path) = config.model.path.as_mut().filter(|p| p.is_relative()) {
-            let beside = base.join(&*path);
-            let above = base.parent().map(|p| p.join(&*path));
-            *path = match above {
-                Some(above) if !beside.is_file() && above.is_file() => above,
-                _ => beside,
-            };
+            let found = search.iter().map(|d| d.join(&*path)).find(|p| p.is_file());
+            *path = found.unwrap_or_else(|| base.join(&*path));
         }
         // Other files are taken from the configuration file's folder.
         for path in [
@@ -148,9 +186,10 @@ impl Settings {
         }
         config.validate(&mut problems);
         let mut streams = Vec::new();
+        let mut warnings = Problems::default();
         for (index, stream) in config.streams.iter().enumerate() {
             let key = format!("stream[{index}]");
-            if let Some(spec) = stream.resolve(&key, base, &mut problems) {
+            if let Some(spec) = stream.resolve(&key, &search, &mut problems, &mut warnings) {
                 if stream.enabled {
                     streams.push(spec);
                 }
@@ -171,6 +210,7 @@ impl Settings {
             file: file.to_path_buf(),
             config,
             streams,
+            warnings: warnings.into_vec(),
         })
     }
 }

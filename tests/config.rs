@@ -746,3 +746,112 @@ fn check_config_loads_the_model_file_and_checks_the_device() {
         );
     }
 }
+
+/// `avscene check-config --config FILE`, run in `cwd`.
+fn check_config_in(cwd: &Path, file: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_avscene"))
+        .args(["check-config", "--config"])
+        .arg(file)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn relative_paths_resolve_from_the_config_files_real_folder_then_installed_and_shipped_ones() {
+    // A bare file name, from inside the folder: the model and both pipelines are found.
+    let run = check_config_in(&Path::new(REPO).join("config"), Path::new("demo.toml"));
+    let said =
+        String::from_utf8_lossy(&run.stdout).to_string() + &String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{said}");
+    // A configuration far from the repository still names the shipped pipelines.
+    let dir = tempfile::tempdir().unwrap();
+    let lone = dir.path().join("lone.toml");
+    std::fs::write(
+        &lone,
+        "[[stream]]\nname = \"demo\"\npipeline = \"pipelines/test.toml\"\n[[stream]]\nname = \"short\"\npipeline = \"test.toml\"\n",
+    )
+    .unwrap();
+    let settings = load(&lone).unwrap();
+    // The installed one (/etc/avscene/pipelines/) where there is one, else the repository's.
+    assert!(
+        settings.streams[0]
+            .pipeline_file
+            .ends_with("pipelines/test.toml")
+            && settings.streams[0].pipeline_file.is_file(),
+        "{:?}",
+        settings.streams[0].pipeline_file
+    );
+    assert_eq!(
+        settings.streams[1].pipeline_file,
+        settings.streams[0].pipeline_file
+    );
+    // A symlink to a configuration: its pipelines are looked for where the file really is.
+    let layout = Layout::new();
+    layout.pipeline(
+        "mine.toml",
+        &std::fs::read_to_string(Path::new(REPO).join("pipelines/test.toml")).unwrap(),
+    );
+    let real = layout.config("[[stream]]\nname = \"mine\"\npipeline = \"pipelines/mine.toml\"\n");
+    let link = dir.path().join("linked.toml");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let settings = load(&link).unwrap();
+    assert!(
+        settings.streams[0]
+            .pipeline_file
+            .ends_with("pipelines/mine.toml")
+    );
+}
+
+#[test]
+fn files_and_devices_that_are_not_there_are_warnings_and_a_bare_path_becomes_a_uri() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("clip.mp4"), b"stand-in").unwrap();
+    let config = dir.path().join("avscene.toml");
+    std::fs::write(
+        &config,
+        "[[stream]]\nname = \"clip\"\npipeline = \"pipelines/file.toml\"\nparams = { uri = \"clip.mp4\" }\n\
+         [[stream]]\nname = \"gone\"\npipeline = \"pipelines/file.toml\"\nparams = { uri = \"file:///nonexistent/x.mp4\" }\n\
+         [[stream]]\nname = \"cam\"\npipeline = \"pipelines/camera-mic.toml\"\nparams = { video_device = \"/dev/video77\" }\n",
+    )
+    .unwrap();
+    let settings = load(&config).unwrap();
+    let uri = format!(
+        "file://{}",
+        std::fs::canonicalize(dir.path())
+            .unwrap()
+            .join("clip.mp4")
+            .display()
+    );
+    assert!(
+        settings.streams[0].launch.contains(&uri),
+        "{}",
+        settings.streams[0].launch
+    );
+    let warnings: Vec<String> = settings
+        .warnings
+        .iter()
+        .map(|w| format!("{}: {}", w.key, w.reason))
+        .collect();
+    let expect = [
+        format!("stream[0].params.uri: 'clip.mp4' is a path, not a URI: taken as {uri}"),
+        "stream[1].params.uri: file:///nonexistent/x.mp4: no such file".to_string(),
+        "stream[2].params.video_device: /dev/video77: no such device now".to_string(),
+    ];
+    for e in &expect {
+        assert!(
+            warnings.iter().any(|w| w.starts_with(e.as_str())),
+            "{e}: {warnings:?}"
+        );
+    }
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    // check-config says them and still passes: cameras come and go.
+    let run = check_config_in(dir.path(), &config);
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(out.matches("warning: ").count(), 3, "{out}");
+}

@@ -14,9 +14,10 @@ use crate::problems::Problems;
 pub struct StreamConfig {
     /// Unique name: used in MQTT topics and logs (letters, digits, '_' and '-').
     pub name: String,
-    /// The pipeline file; a relative path is looked up beside the config file, then in
-    /// its parent directory (so both `/etc/avscene/pipelines/` and the repository's
-    /// `pipelines/` work).
+    /// The pipeline file; a relative path is looked up beside the config file (where it
+    /// really is), in its parent, in /etc/avscene, the binary's share/avscene and the
+    /// repository avscene was built from — as given and as `pipelines/<name>` (see
+    /// [`crate::config::search_dirs`]).
     pub pipeline: PathBuf,
     /// Values for the pipeline file's `${name}` placeholders (device paths, URIs, …);
     /// `loop` and `realtime` (true or false) override the pipeline file's settings for
@@ -146,21 +147,32 @@ impl StreamConfig {
     }
 
     /// Find, read and check the pipeline file; `None` (with problems recorded) when any
-    /// of that fails.
+    /// of that fails. A relative `pipeline` is looked for in each of `search` in turn
+    /// (as given, and as `pipelines/<file name>`); what may be wrong but need not be (a
+    /// file or a camera not there yet) goes to `warnings`.
     pub fn resolve(
         &self,
         key: &str,
-        config_dir: &Path,
+        search: &[PathBuf],
         problems: &mut Problems,
+        warnings: &mut Problems,
     ) -> Option<StreamSpec> {
         let params_key = format!("{key}.params");
         let key = format!("{key}.pipeline");
         let candidates: Vec<PathBuf> = if self.pipeline.is_absolute() {
             vec![self.pipeline.clone()]
         } else {
-            let mut c = vec![config_dir.join(&self.pipeline)];
-            if let Some(parent) = config_dir.parent() {
-                c.push(parent.join(&self.pipeline));
+            let mut c: Vec<PathBuf> = Vec::new();
+            for dir in search {
+                let mut add = |p: PathBuf| {
+                    if !c.contains(&p) {
+                        c.push(p);
+                    }
+                };
+                add(dir.join(&self.pipeline));
+                if let Some(name) = self.pipeline.file_name() {
+                    add(dir.join("pipelines").join(name));
+                }
             }
             c
         };
@@ -183,7 +195,12 @@ impl StreamConfig {
                 return None;
             }
         };
-        let (params, looping, realtime) = self.switches(&file, &params_key, problems);
+        let (mut params, looping, realtime) = self.switches(&file, &params_key, problems);
+        let base = search
+            .first()
+            .map(PathBuf::as_path)
+            .unwrap_or(Path::new("."));
+        check_params(&file, &mut params, &params_key, base, warnings);
         let launch = match file.launch_description(&params, realtime) {
             Ok(launch) => launch,
             Err(reasons) => {
@@ -213,5 +230,54 @@ impl StreamConfig {
             launch,
             quiet: false,
         })
+    }
+}
+
+/// Look at the values that name files and devices: a `uri` given as a bare path is made a
+/// `file://` URI (relative to the configuration's folder), and a file or a `/dev/` node
+/// that is not there is a warning — cameras come and go, and a file may be copied later.
+fn check_params(
+    file: &PipelineFile,
+    params: &mut BTreeMap<String, String>,
+    key: &str,
+    base: &Path,
+    warnings: &mut Problems,
+) {
+    for (name, value) in params.iter_mut() {
+        let is_uri = name == "uri" || name.ends_with("_uri");
+        if is_uri && !value.is_empty() && !value.contains("://") {
+            let path = base.join(&*value);
+            let absolute = std::fs::canonicalize(&path).unwrap_or(path);
+            if let Ok(uri) = gstreamer::glib::filename_to_uri(&absolute, None) {
+                warnings.push(
+                    format!("{key}.{name}"),
+                    format!("'{value}' is a path, not a URI: taken as {uri}"),
+                );
+                *value = uri.to_string();
+            }
+        }
+    }
+    // The pipeline file's defaults count too: they are what the stream gets.
+    let mut values: BTreeMap<&str, String> = file
+        .params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.to_text()))
+        .collect();
+    values.extend(params.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    for (name, value) in values {
+        let missing = if value.starts_with("file://") {
+            match gstreamer::glib::filename_from_uri(&value) {
+                Ok((path, _)) if path.exists() => None,
+                _ => Some("no such file (yet?)"),
+            }
+        } else if value.starts_with("/dev/") {
+            (!Path::new(&value).exists())
+                .then_some("no such device now (unplugged? `avscene devices` lists what there is)")
+        } else {
+            None
+        };
+        if let Some(why) = missing {
+            warnings.push(format!("{key}.{name}"), format!("{value}: {why}"));
+        }
     }
 }

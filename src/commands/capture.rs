@@ -57,6 +57,7 @@ pub fn run(args: CaptureArgs) -> Result {
         None => None,
     };
     let settings = args.config.load()?;
+    settings.log_warnings();
     let spec = pick_stream(&settings, args.stream.as_deref())?;
     if let Some(dir) = &args.save_dir {
         std::fs::create_dir_all(dir)

@@ -112,5 +112,8 @@ pub fn summary(settings: &Settings, show_launch: bool) -> String {
             let _ = writeln!(s, "      gst-launch-1.0 {}", stream.launch);
         }
     }
+    for w in &settings.warnings {
+        let _ = writeln!(s, "warning: {}: {}", w.key, w.reason);
+    }
     s.trim_end().to_string()
 }

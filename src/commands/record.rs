@@ -20,6 +20,7 @@ pub fn run(args: RecordArgs) -> Result {
         .validate()
         .map_err(|e| CommandError::Input(e.to_string()))?;
     let settings = args.config.load()?;
+    settings.log_warnings();
     let spec = pick_stream(&settings, options.stream.as_deref())?;
     let target = crate::record::clips_in_minutes(options.minutes);
     eprintln!(

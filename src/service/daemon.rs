@@ -108,6 +108,7 @@ impl Daemon {
     fn start(config: Option<&Path>, print_labels: bool) -> Result<Daemon, DaemonError> {
         let notifier = Notifier::from_env();
         let settings = Settings::load(config)?;
+        settings.log_warnings();
         let c = &settings.config;
         let model = c.model.build().map_err(DaemonError::Model)?;
         let info = ModelInfo {
@@ -219,6 +220,7 @@ impl Daemon {
         match Settings::load(self.config_path.as_deref()) {
             Ok(new) => {
                 tracing::info!("SIGHUP: configuration re-read from {}", new.file.display());
+                new.log_warnings();
                 let (added, removed) = self.streams.reload(new);
                 for name in &added {
                     self.publisher.add_stream(name);
