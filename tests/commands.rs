@@ -207,3 +207,31 @@ fn media_without_sound_or_picture_is_said_to_lack_that_track_once() {
         "{said}"
     );
 }
+
+#[test]
+fn devices_lists_what_gstreamer_sees_and_a_device_that_is_not_there_is_named() {
+    let run = avscene(&["devices", "--json"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let listed: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let listed = listed.as_array().unwrap();
+    for d in listed {
+        // Whatever this machine has: each one with what a [[stream]] needs.
+        assert!(d["kind"] == "camera" || d["kind"] == "microphone", "{d}");
+        assert!(d["params"].is_object(), "{d}");
+    }
+    let run = avscene(&["devices"]);
+    assert!(run.status.success(), "{}", text(&run));
+    if listed.is_empty() {
+        assert!(text(&run).contains("no camera found"), "{}", text(&run));
+    }
+    let run = avscene(&["devices", "--test", "/dev/video77"]);
+    assert_eq!(run.status.code(), Some(2), "{}", text(&run));
+    assert!(
+        text(&run).contains("/dev/video77: no such device"),
+        "{}",
+        text(&run)
+    );
+    let run = avscene(&["devices", "--test", "hw:77,0"]);
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    assert!(text(&run).contains("hw:77,0"), "{}", text(&run));
+}

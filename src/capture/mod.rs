@@ -4,6 +4,7 @@
 
 mod config;
 pub mod decode;
+pub mod devices;
 mod drain;
 mod error;
 mod handoff;

@@ -8,6 +8,7 @@ mod check_config;
 mod classify;
 pub mod context;
 mod dataset_info;
+mod devices;
 mod evaluate;
 mod fetch_weights;
 mod import_weights;
@@ -32,6 +33,7 @@ pub enum Command {
     Capture(capture::CaptureArgs),
     Bench(bench::BenchArgs),
     MqttTest(mqtt_test::MqttTestArgs),
+    Devices(devices::DevicesArgs),
     /// Inspect models.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -60,6 +62,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Capture(args) => capture::run(args),
         Command::Bench(args) => bench::run(args),
         Command::MqttTest(args) => mqtt_test::run(args),
+        Command::Devices(args) => devices::run(args),
         Command::Model(ModelCommand::Info(args)) => model_info::run(args),
         Command::FetchWeights(args) => fetch_weights::run(args),
         Command::ImportWeights(args) => import_weights::run(args),
