@@ -47,7 +47,7 @@ apt_pkgs=(
   mosquitto mosquitto-clients
   libfontconfig1-dev libfreetype-dev fonts-dejavu-core
   python3-gi gir1.2-gst-rtsp-server-1.0
-  chromium
+  chromium patchelf
 )
 missing=()
 for p in "${apt_pkgs[@]}"; do

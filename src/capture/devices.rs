@@ -229,12 +229,10 @@ pub fn test(device: &str, seconds: f64) -> Result<TestReport, String> {
     let stop = |p: &gst::Pipeline| {
         let _ = p.set_state(gst::State::Null);
     };
-    pipeline
-        .set_state(gst::State::Playing)
-        .map_err(|_| {
-            let why = bus_error(&bus).unwrap_or_else(|| "cannot start".into());
-            format!("{device}: {why}")
-        })?;
+    pipeline.set_state(gst::State::Playing).map_err(|_| {
+        let why = bus_error(&bus).unwrap_or_else(|| "cannot start".into());
+        format!("{device}: {why}")
+    })?;
     let started = Instant::now();
     let (mut buffers, mut caps, mut sum, mut samples) = (0u64, None, 0f64, 0u64);
     while started.elapsed().as_secs_f64() < seconds {
