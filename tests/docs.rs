@@ -1,7 +1,8 @@
 //! The documentation agrees with the program: every subcommand's `--help` is complete,
 //! the README's command table names exactly the options clap defines (optional ones in
-//! brackets), and `config/avscene.toml` documents every key of the configuration schema,
-//! each uncommented value being the default. Both were once out of step; these tests
+//! brackets), `config/avscene.toml` documents every key of the configuration schema, each
+//! uncommented value being the default, and the README's configuration table names every
+//! key of its section. Both were once out of step; these tests
 //! keep them in step.
 
 use std::collections::BTreeSet;
@@ -289,4 +290,26 @@ fn the_shipped_configuration_documents_every_key_with_its_default() {
             );
         }
     }
+}
+
+#[test]
+fn the_readme_configuration_table_names_every_key_of_its_section() {
+    let mut missing = Vec::new();
+    for key in schema_keys() {
+        let (section, name) = key.rsplit_once('.').unwrap();
+        let top = section.split('.').next().unwrap();
+        let row = if top == "stream" {
+            "| `[[stream]]` |".to_string()
+        } else {
+            format!("| `[{top}]` |")
+        };
+        let Some(line) = README.lines().find(|l| l.starts_with(&row)) else {
+            missing.push(format!("no row for [{top}]"));
+            continue;
+        };
+        if !line.contains(&format!("`{name}`")) {
+            missing.push(format!("{key} is not in the [{top}] row"));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
