@@ -55,7 +55,7 @@ pub enum FetchError {
         got: u64,
         expected: u64,
     },
-    #[error("{}: SHA-256 {found} is not the published {expected}… (a corrupt or different file)", .file.display())]
+    #[error("{}: SHA-256 {found} is not the expected {expected}… (a corrupt or different file)", .file.display())]
     Checksum {
         file: PathBuf,
         expected: String,
@@ -147,6 +147,7 @@ fn download_to(url: &str, partial: &Path, expected: Option<&str>) -> Result<Stri
         url: url.to_string(),
         reason,
     };
+    crate::support::tls_provider();
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(std::time::Duration::from_secs(20))
         .timeout_read(std::time::Duration::from_secs(60))

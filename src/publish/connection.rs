@@ -142,6 +142,7 @@ fn tls_transport(tls: &super::TlsConfig) -> Result<rumqttc::Transport, MqttError
         })
     };
     let ca = read(&tls.ca_file)?;
+    crate::support::tls_provider();
     let client_auth = match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
         _ => None,

@@ -32,6 +32,13 @@ pub fn log_progress(bar: &indicatif::ProgressBar, what: &str, last: &mut std::ti
     );
 }
 
+/// Choose rustls's crypto provider for the process (ring) before any TLS connection:
+/// two crates bring a provider each (ureq ring, rumqttc aws-lc-rs), and with two rustls
+/// will not guess. Calling it again is harmless.
+pub fn tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A download's progress bar on a terminal (bytes, rate, time left); hidden otherwise.
 pub fn download_progress(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
     let bar = match len {
