@@ -383,6 +383,33 @@ fn fetched_weights_are_checked_and_become_the_base_model() {
         "--force",
     ]);
     assert!(from.status.success(), "{}", text(&from));
+    // The ResNet50 under the name torchvision served it by in the authors' day: taken,
+    // and checked against that name's own checksum unless one is pinned.
+    let older = dir.path().join("older");
+    std::fs::create_dir_all(&older).unwrap();
+    std::fs::copy(&resnet, older.join("resnet50-19c8e357.pth")).unwrap();
+    std::fs::copy(&openl3, older.join(openl3_file)).unwrap();
+    let older_out = dir.path().join("older.safetensors");
+    let from_older = |pins: &[&str]| {
+        let mut args = vec![
+            "fetch-weights",
+            "--out",
+            older_out.to_str().unwrap(),
+            "--from",
+            older.to_str().unwrap(),
+        ];
+        args.extend(pins);
+        avscene(&args)
+    };
+    let run = from_older(&["--sha256", &openl3_pin]);
+    assert_eq!(run.status.code(), Some(2), "{}", text(&run));
+    assert!(
+        text(&run).contains("resnet50-19c8e357.pth") && text(&run).contains("19c8e357…"),
+        "{}",
+        text(&run)
+    );
+    let run = from_older(&["--sha256", &resnet_pin, "--sha256", &openl3_pin]);
+    assert!(run.status.success(), "{}", text(&run));
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let missing = avscene(&[

@@ -79,9 +79,22 @@ pub fn run(args: FetchWeightsArgs) -> Result {
             .find(|(name, _)| name == weights.name)
             .map(|(_, hex)| hex.as_str())
             .or(weights.sha256);
-        let (file, digest, from) = match &args.from {
+        let (file, digest, from, expected) = match &args.from {
             Some(dir) => {
-                let file = dir.join(weights.file);
+                // The main name, else an older name of the same weights (with its own
+                // checksum, unless one was pinned).
+                let older = weights
+                    .also
+                    .iter()
+                    .map(|(name, hex)| (dir.join(name), *hex))
+                    .find(|(file, _)| file.is_file());
+                let (file, expected) = match older {
+                    Some((file, hex)) if !dir.join(weights.file).is_file() => {
+                        let pinned = pins.iter().any(|(name, _)| name == weights.name);
+                        (file, if pinned { expected } else { Some(hex) })
+                    }
+                    _ => (dir.join(weights.file), expected),
+                };
                 if !file.is_file() {
                     return Err(input(
                         FetchError::Missing {
@@ -94,7 +107,8 @@ pub fn run(args: FetchWeightsArgs) -> Result {
                     ));
                 }
                 let digest = verify(&file, expected).map_err(|e| input(e.to_string()))?;
-                (file, digest, file_url(dir, weights))
+                let from = format!("file://{}", file.display());
+                (file, digest, from, expected)
             }
             None => {
                 let url = match &args.mirror {
@@ -102,7 +116,7 @@ pub fn run(args: FetchWeightsArgs) -> Result {
                     None => weights.url.to_string(),
                 };
                 let (file, digest) = fetch(&url, &downloads, weights, expected)?;
-                (file, digest, url)
+                (file, digest, url, expected)
             }
         };
         let checked = match expected {
@@ -169,10 +183,6 @@ fn pins(given: &[String]) -> std::result::Result<Vec<(String, String)>, CommandE
             Ok((name.to_string(), hex.to_ascii_lowercase()))
         })
         .collect()
-}
-
-fn file_url(dir: &Path, weights: &Weights) -> String {
-    format!("file://{}", dir.join(weights.file).display())
 }
 
 /// The checkpoint in `downloads/`: kept from an earlier run when it still checks out,

@@ -24,6 +24,9 @@ pub struct Weights {
     /// states (torchvision names each file after the first 8 of its SHA-256, which
     /// `torch.hub` checks). `None`: not published; the digest is shown and recorded.
     pub sha256: Option<&'static str>,
+    /// Other names the same weights were published under, with their checksums: taken
+    /// by `--from DIR` when the main one is not there.
+    pub also: &'static [(&'static str, &'static str)],
     pub source: Source,
 }
 
@@ -34,6 +37,8 @@ pub const PUBLIC_WEIGHTS: [Weights; 2] = [
         file: "resnet50-0676ba61.pth",
         url: "https://download.pytorch.org/models/resnet50-0676ba61.pth",
         sha256: Some("0676ba61"),
+        // What torchvision served for IMAGENET1K_V1 before 0.13 (the authors' day).
+        also: &[("resnet50-19c8e357.pth", "19c8e357")],
         source: Source::Resnet,
     },
     Weights {
@@ -41,6 +46,7 @@ pub const PUBLIC_WEIGHTS: [Weights; 2] = [
         file: "torchopenl3_mel256_env_512.pth.tar",
         url: "https://github.com/torchopenl3/torchopenl3-models/raw/master/torchopenl3_mel256_env_512.pth.tar",
         sha256: None,
+        also: &[],
         source: Source::OpenL3,
     },
 ];

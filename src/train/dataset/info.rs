@@ -43,7 +43,14 @@ pub struct DatasetInfo {
 }
 
 fn discover(discoverer: &Discoverer, path: &Path) -> Result<Tracks, String> {
-    tracks(discoverer, &crate::capture::decode::file_uri(path)?)
+    let found = tracks(discoverer, &crate::capture::decode::file_uri(path)?)?;
+    if !found.audio && !found.video {
+        // What the discoverer makes of a file cut short, or of one that is no media.
+        return Err(
+            "cannot read: no sound or picture in it (truncated, or not a media file?)".into(),
+        );
+    }
+    Ok(found)
 }
 
 /// A recording's usable length: both files read, sound and picture present.
