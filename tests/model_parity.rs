@@ -177,3 +177,22 @@ fn folded_batch_norms_give_the_layer_by_layer_result() {
     assert!(rel_diff(&folded, &layered) < 1e-5);
     check("openl3", &layered, &golden);
 }
+
+#[test]
+fn the_blocked_cpu_layout_gives_the_plain_layouts_result() {
+    let (golden, meta) = golden();
+    let model = deterministic_model(ModelSpec::full(), &meta, "names_full");
+    let openl3 = &model.net.openl3;
+    let frames = input_tensor(&[2, 48000], 0.4, 0.3, 0.0575);
+    if !openl3.uses_blocked() {
+        common::cannot_run("onednn", "this libtorch was built without oneDNN");
+        return;
+    }
+    let blocked = tch::no_grad(|| openl3.forward(&frames));
+    assert!(!openl3.set_blocked(false) && !openl3.uses_blocked());
+    let plain = tch::no_grad(|| openl3.forward(&frames));
+    assert!(openl3.set_blocked(true));
+    let diff = rel_diff(&blocked, &plain);
+    assert!(diff < 1e-5, "blocked vs plain: {diff:e}");
+    check("openl3", &blocked, &golden);
+}

@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Skip the overload run (--json always skips it).
     #[arg(long)]
     pub no_overload: bool,
+    /// Run OpenL3's convolutions in the plain NCHW layout rather than oneDNN's blocked
+    /// one (the default on the CPU), to compare the two.
+    #[arg(long)]
+    pub plain_layout: bool,
 }
 
 pub fn run(args: BenchArgs) -> Result {
@@ -50,6 +54,7 @@ pub fn run(args: BenchArgs) -> Result {
         ));
     }
     let model = args.model.open()?;
+    model.net.openl3.set_blocked(!args.plain_layout);
     let config = InferenceConfig {
         audio_stride: args.audio_stride,
         fast_stft: args.fast_stft,
@@ -110,27 +115,57 @@ fn header(model: &crate::model::Model, args: &BenchArgs) -> String {
     } else {
         "kernel convolution"
     };
+    let peak = match crate::support::cpu::CpuPeak::detect() {
+        Some(p) => format!(
+            "float32 peak {:.0} GFLOP/s on all {} physical core(s) ({} cores × {:.2} GHz × {} FLOP/cycle, {}; two FMA units per core assumed)\n",
+            p.gflops(p.physical_cores),
+            p.physical_cores,
+            p.physical_cores,
+            p.ghz,
+            p.flop_per_cycle,
+            p.isa
+        ),
+        None => "float32 peak: unknown (no /proc/cpuinfo)\n".into(),
+    };
+    let features = crate::features::FeatureSpec::default();
+    let per_frame = crate::model::flops::openl3_frame(&model.spec, &features) / 1e9;
+    let per_image = crate::model::flops::resnet_image(&model.spec, features.image_size) / 1e9;
+    let layout = if model.net.openl3.uses_blocked() {
+        "oneDNN blocked"
+    } else {
+        "plain NCHW"
+    };
     format!(
-        "avscene bench: model {} ({}), device {:?}, {cores} CPU core(s) {cpu}, audio stride {} × 0.1 s, STFT by {stft}\n\
-         {:<7} {:>5} {:>7} {:>12} {:>10} {:>10} {:>8}\n",
+        "avscene bench: model {} ({}), device {:?}, {cores} CPU core(s) {cpu}, audio stride {} × 0.1 s, STFT by {stft}, OpenL3 layout {layout}\n\
+         {peak}\
+         encoders: {per_frame:.1} GFLOP per OpenL3 frame, {per_image:.1} per image; a cached hop (one stream-second) encodes {} frames + 1 image, a naive window {} frames + {} images\n\
+         {:<7} {:>5} {:>7} {:>12} {:>10} {:>10} {:>8} {:>9} {:>7}\n",
         model.id,
         model.spec.profile,
         model.vs.device(),
         args.audio_stride,
+        10 / args.audio_stride.max(1),
+        features.audio_frames,
+        features.images,
         "path",
         "batch",
         "threads",
         "windows/s",
         "p50 ms",
         "p99 ms",
-        "RTF"
+        "RTF",
+        "GFLOP/s",
+        "% peak"
     )
 }
 
 fn row(r: &BenchRecord) -> String {
+    let peak = r
+        .percent_of_peak()
+        .map_or_else(|| "-".to_string(), |p| format!("{p:.0} %"));
     format!(
-        "{:<7} {:>5} {:>7} {:>12.4} {:>10.1} {:>10.1} {:>8.3}\n",
-        r.path, r.batch, r.threads, r.windows_per_s, r.p50_ms, r.p99_ms, r.rtf
+        "{:<7} {:>5} {:>7} {:>12.4} {:>10.1} {:>10.1} {:>8.3} {:>9.1} {:>7}\n",
+        r.path, r.batch, r.threads, r.windows_per_s, r.p50_ms, r.p99_ms, r.rtf, r.gflop_per_s, peak
     )
 }
 

@@ -69,6 +69,22 @@ pub struct BenchRecord {
     pub profile: String,
     pub device: String,
     pub audio_stride: u64,
+    /// OpenL3's convolution layout on the CPU: `blocked` (oneDNN) or `nchw`.
+    pub openl3_layout: &'static str,
+    /// The encoders' arithmetic per second (src/model/flops.rs): per window, the OpenL3
+    /// frames and images this path encodes (cached: the hop's new ones; naive: all).
+    pub gflop_per_s: f64,
+    /// This CPU's float32 peak for `threads` (src/support/cpu.rs), where it can tell.
+    pub peak_gflop_per_s: Option<f64>,
+}
+
+impl BenchRecord {
+    /// `gflop_per_s` as a share of the peak, in per cent.
+    pub fn percent_of_peak(&self) -> Option<f64> {
+        self.peak_gflop_per_s
+            .filter(|&p| p > 0.0 && self.device == "cpu")
+            .map(|p| 100.0 * self.gflop_per_s / p)
+    }
 }
 
 /// The overload run's outcome.
@@ -136,6 +152,23 @@ fn measure(
     let cached = config.cache;
     let profile = model.spec.profile.clone();
     let device = format!("{:?}", model.vs.device()).to_lowercase();
+    // What one window makes the encoders compute on this path, at a 1 s hop.
+    let features = crate::features::FeatureSpec::default();
+    let stride = config.audio_stride.max(1) as i64;
+    let (frames, images) = if cached {
+        (10 / stride, 1)
+    } else {
+        (
+            (features.audio_frames + stride - 1) / stride,
+            features.images,
+        )
+    };
+    let work = crate::model::flops::window(&model.spec, &features, frames, images);
+    let openl3_layout = if model.net.openl3.uses_blocked() && device == "cpu" {
+        "blocked"
+    } else {
+        "nchw"
+    };
     let mut engine = Engine::new(model, config);
     let warmup = usize::from(cached);
     let streams: Vec<Vec<Window>> = (0..batch)
@@ -166,6 +199,9 @@ fn measure(
         profile,
         device,
         audio_stride: config.audio_stride,
+        openl3_layout,
+        gflop_per_s: work * windows_per_s / 1e9,
+        peak_gflop_per_s: crate::support::cpu::CpuPeak::detect().map(|p| p.gflops(threads)),
     };
     (record, engine.into_model())
 }

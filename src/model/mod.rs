@@ -11,6 +11,7 @@ mod attention;
 mod audio;
 mod config;
 mod file;
+pub mod flops;
 mod image;
 pub mod import;
 mod init;

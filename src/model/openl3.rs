@@ -28,6 +28,11 @@ pub struct OpenL3 {
     /// Inference copies of the convolutions with their batch norms folded in (one pass
     /// less over the large activations per layer); computed on first use.
     folded: Mutex<Option<Vec<(Tensor, Tensor)>>>,
+    /// On the CPU, run the convolutions on oneDNN's blocked tensors (`to_mkldnn`, weights
+    /// reordered once): ~1.4× the plain NCHW path on the conv stack, same results.
+    blocked: AtomicBool,
+    /// The folded convolutions and the embedding layer, reordered for oneDNN.
+    reordered: Mutex<Option<Vec<(Tensor, Option<Tensor>)>>>,
 }
 
 /// Batch-norm epsilon of OpenL3 (Keras' 1e-3).
@@ -100,7 +105,22 @@ impl OpenL3 {
             embedding: conv3("audio_embedding_layer".into(), c4, OPENL3_EMBEDDING),
             pool,
             folded: Mutex::new(None),
+            blocked: AtomicBool::new(tch::utils::has_mkldnn()),
+            reordered: Mutex::new(None),
         }
+    }
+
+    /// Use oneDNN's blocked layout on the CPU (the default where libtorch has oneDNN);
+    /// off, the plain NCHW path. Returns whether it is in use.
+    pub fn set_blocked(&self, on: bool) -> bool {
+        let on = on && tch::utils::has_mkldnn();
+        self.blocked.store(on, Ordering::Relaxed);
+        on
+    }
+
+    /// Whether the CPU path runs on oneDNN's blocked tensors.
+    pub fn uses_blocked(&self) -> bool {
+        self.blocked.load(Ordering::Relaxed)
     }
 
     /// Compute the STFT by FFT instead of the kernel convolution (faster; equal above
@@ -155,6 +175,9 @@ impl OpenL3 {
             .spectrogram(frames)
             .unsqueeze(1)
             .apply_t(&self.input_bn, false);
+        if xs.device() == tch::Device::Cpu && self.uses_blocked() {
+            return self.convs_blocked(&xs);
+        }
         for ((weight, bias), (_, _, pool)) in self.folded_convs().iter().zip(&self.convs) {
             xs = xs
                 .conv2d(weight, Some(bias), [1, 1], [1, 1], [1, 1], 1)
@@ -187,11 +210,56 @@ impl OpenL3 {
             .flatten(1, -1)
     }
 
-    /// Forget the folded convolutions: call after the weights change (loading,
-    /// importing).
+    /// The folded convolution stack and the embedding on oneDNN's blocked tensors: the
+    /// same arithmetic as the NCHW path, laid out for its vector units, with no reorder
+    /// between layers. No gradient (OpenL3 is frozen; blocked tensors have none).
+    fn convs_blocked(&self, xs: &Tensor) -> Tensor {
+        let mut guard = self.reordered.lock().unwrap_or_else(|p| p.into_inner());
+        tch::no_grad(|| {
+            let reordered = guard.get_or_insert_with(|| {
+                let reorder = |w: &Tensor| {
+                    w.to_mkldnn().mkldnn_reorder_conv2d_weight(
+                        [1, 1],
+                        [1, 1],
+                        [1, 1],
+                        1,
+                        None::<&[i64]>,
+                    )
+                };
+                let mut all: Vec<(Tensor, Option<Tensor>)> = self
+                    .folded_convs()
+                    .iter()
+                    .map(|(w, b)| (reorder(w), Some(b.shallow_clone())))
+                    .collect();
+                let e = &self.embedding;
+                all.push((reorder(&e.ws), e.bs.as_ref().map(Tensor::shallow_clone)));
+                all
+            });
+            let mut ys = xs.to_mkldnn();
+            let (last, convs) = reordered.split_last().expect("eight convolutions");
+            for ((weight, bias), (_, _, pool)) in convs.iter().zip(&self.convs) {
+                ys = ys
+                    .mkldnn_convolution(weight, bias.as_ref(), [1, 1], [1, 1], [1, 1], 1)
+                    .relu();
+                if *pool {
+                    ys = ys.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+                }
+            }
+            ys.mkldnn_convolution(&last.0, last.1.as_ref(), [1, 1], [1, 1], [1, 1], 1)
+                .max_pool2d(self.pool, self.pool, [0, 0], [1, 1], false)
+                .to_dense(None, false)
+                .flatten(1, -1)
+        })
+    }
+
+    /// Forget the folded and reordered convolutions: call after the weights change
+    /// (loading, importing).
     pub fn weights_changed(&self) {
         if let Ok(mut folded) = self.folded.lock() {
             *folded = None;
+        }
+        if let Ok(mut reordered) = self.reordered.lock() {
+            *reordered = None;
         }
     }
 

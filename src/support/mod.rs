@@ -1,6 +1,7 @@
 //! Small tools every stage may use, importing none of them: progress bars, avscene's
 //! data folder, a stable hash, a seeded random generator, and this process's resource figures.
 
+pub mod cpu;
 pub mod metrics;
 pub mod process;
 

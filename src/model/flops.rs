@@ -1,0 +1,107 @@
+//! The arithmetic of the encoders, counted from the architecture (two operations per
+//! multiply-add of every convolution and of OpenL3's STFT — as its DFT-kernel
+//! convolution, also with `fast_stft` — and mel products; biases, batch norms, ReLUs and
+//! pools are left out, a rounding error beside them): what `avscene bench` divides by
+//! time to report GFLOP/s.
+
+use super::ModelSpec;
+use super::spec::Block;
+use crate::features::FeatureSpec;
+
+/// Multiply-adds of a `k`×`k` convolution from `c_in` to `c_out` channels over an
+/// `h`×`w` output.
+fn conv(c_in: i64, c_out: i64, k: i64, h: i64, w: i64) -> f64 {
+    (c_in * c_out * k * k) as f64 * (h * w) as f64
+}
+
+/// Floating-point operations of OpenL3 on one 1 s frame: the DFT-kernel STFT, the mel
+/// product and the eight 3×3 convolutions.
+pub fn openl3_frame(spec: &ModelSpec, features: &FeatureSpec) -> f64 {
+    let frames = features.spectrogram_frames();
+    let bins = features.n_dft / 2 + 1;
+    // Real and imaginary kernels, each `n_dft` taps per bin and frame.
+    let stft = (2 * bins * features.n_dft * frames) as f64;
+    let mel = (features.n_mels * bins * frames) as f64;
+    let [c1, c2, c3, c4] = spec.openl3_channels;
+    let (mut h, mut w) = (features.n_mels, frames);
+    let mut convs = 0.0;
+    for (c_in, c_out, pool) in [
+        (1, c1, false),
+        (c1, c1, true),
+        (c1, c2, false),
+        (c2, c2, true),
+        (c2, c3, false),
+        (c3, c3, true),
+        (c3, c4, false),
+    ] {
+        convs += conv(c_in, c_out, 3, h, w);
+        if pool {
+            (h, w) = (h / 2, w / 2);
+        }
+    }
+    convs += conv(c4, super::OPENL3_EMBEDDING, 3, h, w);
+    2.0 * (stft + mel + convs)
+}
+
+/// Floating-point operations of the image backbone on one `side`×`side` image.
+pub fn resnet_image(spec: &ModelSpec, side: i64) -> f64 {
+    let b = &spec.backbone;
+    let out = |size: i64, stride: i64| (size + stride - 1) / stride;
+    let mut size = out(side, 2);
+    let mut macs = conv(3, b.width, 7, size, size);
+    size = out(size, 2); // the max pool
+    let mut c_in = b.width;
+    for (stage, &count) in b.layers.iter().enumerate() {
+        let planes = b.width << stage;
+        for i in 0..count {
+            let stride = if i == 0 && stage > 0 { 2 } else { 1 };
+            let next = out(size, stride);
+            let c_out = match b.block {
+                Block::Basic => {
+                    macs += conv(c_in, planes, 3, next, next) + conv(planes, planes, 3, next, next);
+                    planes
+                }
+                Block::Bottleneck => {
+                    macs += conv(c_in, planes, 1, size, size)
+                        + conv(planes, planes, 3, next, next)
+                        + conv(planes, planes * 4, 1, next, next);
+                    planes * 4
+                }
+            };
+            if stride != 1 || c_in != c_out {
+                macs += conv(c_in, c_out, 1, next, next);
+            }
+            (c_in, size) = (c_out, next);
+        }
+    }
+    2.0 * macs
+}
+
+/// What the encoders compute for one window: `audio_frames` OpenL3 frames and `images`
+/// images.
+pub fn window(spec: &ModelSpec, features: &FeatureSpec, audio_frames: i64, images: i64) -> f64 {
+    audio_frames as f64 * openl3_frame(spec, features)
+        + images as f64 * resnet_image(spec, features.image_size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resnet50_costs_what_the_literature_says() {
+        // torchvision's ResNet50 at 224 × 224: 4.09 GMAC without its fc layer.
+        let gflop = resnet_image(&ModelSpec::full(), 224) / 1e9;
+        assert!((gflop - 8.18).abs() < 0.05, "{gflop}");
+    }
+
+    #[test]
+    fn an_openl3_frame_costs_twenty_two_gflop() {
+        // mel256 / 512: eight 3×3 convolutions over 256 × 199 → 32 × 24 (10.2 GMAC: the
+        // 64→64 one at full resolution alone is 1.9), plus the STFT as a kernel
+        // convolution (2 × 1025 bins × 2048 taps × 199 frames: 1.7 GFLOP) and the mel
+        // product (0.1).
+        let gflop = openl3_frame(&ModelSpec::full(), &FeatureSpec::default()) / 1e9;
+        assert!((gflop - 22.18).abs() < 0.05, "{gflop}");
+    }
+}
