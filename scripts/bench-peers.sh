@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# avscene's cached hop beside its peers on the same machine, in one run: PyTorch eager
+# and ONNX Runtime on the same architecture (tests/parity/bench_peers.py), then
+# `avscene bench` (full model, cached path, batch 1). Makes a venv with torch and
+# onnxruntime in .deps/peers-venv on first use (PyPI's torch wheel: ~2.7 GB), or uses
+# PYTHON if it names one that has both.
+#
+#   scripts/bench-peers.sh [THREADS]      (default: all cores)
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+threads=${1:-$(nproc)}
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+  venv="$repo/.deps/peers-venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "[bench-peers] making $venv (torch, onnxruntime, onnx, numpy)" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check torch==2.13.0 onnxruntime onnx numpy
+  fi
+  python="$venv/bin/python"
+fi
+binary="$repo/target/release/avscene"
+[ -x "$binary" ] || { echo "bench-peers: $binary is missing: run scripts/setup.sh" >&2; exit 1; }
+echo "# $(date -u +%F) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $threads thread(s)"
+(cd "$repo/tests/parity" && "$python" bench_peers.py --threads "$threads")
+"$binary" bench --batches 1 --threads "$threads" --no-overload | grep -E '^(avscene bench|float32|encoders|path|cached)'

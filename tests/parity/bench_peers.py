@@ -1,0 +1,98 @@
+"""The peers of `avscene bench`'s cached hop, on the same architecture (reference.py,
+random weights) and the same work: one stream-second = 10 OpenL3 frames + 1 ResNet50
+image + the head over a 10 s window. PyTorch eager (its BatchNorms as they are, eval
+mode) and ONNX Runtime (the same modules exported to ONNX; ORT folds and fuses what it
+can and picks its own CPU layout). Run by scripts/bench-peers.sh.
+
+    python tests/parity/bench_peers.py --threads 2 [--hops 5] [--json]
+"""
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import torch
+
+from reference import FULL, SceneNet
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--threads", type=int, default=2)
+parser.add_argument("--hops", type=int, default=5)
+parser.add_argument("--json", action="store_true")
+args = parser.parse_args()
+torch.set_num_threads(args.threads)
+torch.set_grad_enabled(False)
+torch.manual_seed(0)
+net = SceneNet(FULL).eval()
+frames = torch.randn(10, 48000) * 0.1
+image = torch.randn(1, 3, 224, 224)
+audio_emb = torch.randn(1, 96, 512)
+image_emb = torch.randn(1, 10, FULL["dim"])
+
+
+def timed(hop):
+    hop()  # warm-up
+    times = []
+    for _ in range(args.hops):
+        start = time.perf_counter()
+        hop()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def report(peer, seconds):
+    line = {"peer": peer, "threads": args.threads, "hop_s": seconds, "windows_per_s": 1 / seconds}
+    if args.json:
+        print(json.dumps(line))
+    else:
+        print(f"{peer:<28} {args.threads} threads: {seconds:.3f} s per cached hop = {1 / seconds:.3f} windows/s")
+
+
+def eager_hop():
+    net.openl3(frames)
+    net.video(image)
+    net.head(audio_emb, image_emb)
+
+
+report(f"pytorch {torch.__version__.split('+')[0]} eager", timed(eager_hop))
+
+try:
+    import onnxruntime as ort
+except ImportError:
+    print("onnxruntime is not installed: no ONNX Runtime figure")
+    raise SystemExit(0)
+
+
+class Head(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, audio, images):
+        return self.net.head(audio, images)
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    sessions = []
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    for name, module, inputs in [
+        ("openl3", net.openl3, (frames,)),
+        ("video", net.video, (image,)),
+        ("head", Head(net), (audio_emb, image_emb)),
+    ]:
+        path = os.path.join(tmp, f"{name}.onnx")
+        torch.onnx.export(module, inputs, path, opset_version=17, dynamo=False)
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        feed = {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)}
+        sessions.append((session, feed))
+
+    def ort_hop():
+        for session, feed in sessions:
+            session.run(None, feed)
+
+    report(f"onnxruntime {ort.__version__}", timed(ort_hop))
