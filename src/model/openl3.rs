@@ -240,7 +240,7 @@ impl OpenL3 {
             for ((weight, bias), (_, _, pool)) in convs.iter().zip(&self.convs) {
                 ys = ys
                     .mkldnn_convolution(weight, bias.as_ref(), [1, 1], [1, 1], [1, 1], 1)
-                    .relu();
+                    .relu_();
                 if *pool {
                     ys = ys.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
                 }
