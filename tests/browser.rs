@@ -148,14 +148,6 @@ impl Drop for Browser {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The demo model setup.sh trains, else a small fresh one (the page does not care).
 fn model_settings() -> String {
     match demo_model() {
@@ -250,7 +242,7 @@ fn the_page_shows_both_demo_streams_live_and_records_labelled_clips_from_the_bro
     };
     let dir = common::tempdir();
     let broker = Broker::start("allow_anonymous true");
-    let port = free_port();
+    let port = common::free_port();
     let token = "page-test-token-0123456789";
     let (_daemon, dataset) = demo_daemon(dir.path(), broker.port, port, token);
     assert!(

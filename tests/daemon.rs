@@ -15,14 +15,6 @@ use std::time::{Duration, Instant};
 
 use common::{Broker, first_message, messages};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The settings of a test daemon (small model, metrics on `metrics_port`), then `extra`.
 fn settings(port: u16, metrics_port: u16, extra: &str) -> String {
     format!(
@@ -33,7 +25,7 @@ fn settings(port: u16, metrics_port: u16, extra: &str) -> String {
 }
 
 fn write_config(dir: &Path, port: u16, extra: &str) -> std::path::PathBuf {
-    common::demo_config(dir, &settings(port, free_port(), extra))
+    common::demo_config(dir, &settings(port, common::free_port(), extra))
 }
 
 fn daemon(config: &Path) -> Daemon {
@@ -217,7 +209,7 @@ fn a_bad_configuration_is_refused_at_start() {
 fn metrics_health_and_sd_notify() {
     let broker = Broker::start("allow_anonymous true");
     let dir = common::tempdir();
-    let metrics_port = free_port();
+    let metrics_port = common::free_port();
     let config = common::demo_config(dir.path(), &settings(broker.port, metrics_port, ""));
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
@@ -333,7 +325,7 @@ fn metrics_health_and_sd_notify() {
 fn sighup_adds_and_removes_streams() {
     let broker = Broker::start("allow_anonymous true");
     let dir = common::tempdir();
-    let metrics_port = free_port();
+    let metrics_port = common::free_port();
     let base = settings(broker.port, metrics_port, "");
     let config = common::demo_config(dir.path(), &base);
     let mut child = daemon(&config);
@@ -432,7 +424,7 @@ fn daemons_sharing_a_client_id_are_told_so_and_default_ids_never_collide() {
 fn a_dead_source_leaves_the_others_publishing() {
     let broker = Broker::start("allow_anonymous true");
     let dir = common::tempdir();
-    let metrics_port = free_port();
+    let metrics_port = common::free_port();
     // The shipped file pipeline on a file that is not there: it fails at every start.
     let broken = "[[stream]]\nname = \"gone\"\npipeline = \"pipelines/file.toml\"\n\
                   params = { uri = \"file:///nonexistent/clip.mp4\" }\n";
@@ -581,7 +573,7 @@ fn a_recording_goes_on_across_a_restart_of_the_source_and_counts_the_clip_it_cut
          audio = \"audiotestsrc is-live=true num-buffers=115 samplesperbuffer=4800 ! audio/x-raw,rate=48000,channels=1\"\n",
     )
     .unwrap();
-    let metrics_port = free_port();
+    let metrics_port = common::free_port();
     let extra = format!(
         "[record]\ndataset = \"{}\"\n[capture]\nrestart_initial_s = 0.2\n\
          [[stream]]\nname = \"door\"\npipeline = \"{}\"\n",

@@ -341,8 +341,10 @@ impl Supervisor {
     /// Why a media file can never give a window (it lacks sound or picture), read from
     /// its headers: restarting it would only stall again, forever.
     fn missing_track(&self) -> Option<CaptureError> {
-        if self.spec.live || self.spec.launch.matches("uri=").count() != 1 {
-            return None; // a camera, or separate sound and picture files
+        // A camera, separate sound and picture files, or a file a command decodes, which
+        // checked its tracks before (`decode_file`, the dataset survey).
+        if self.spec.live || self.spec.quiet || self.spec.launch.matches("uri=").count() != 1 {
+            return None;
         }
         let uri = source_uri(&self.spec.launch).filter(|u| u.starts_with("file://"))?;
         let discoverer = decode::discoverer().ok()?;

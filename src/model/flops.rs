@@ -22,24 +22,15 @@ pub fn openl3_frame(spec: &ModelSpec, features: &FeatureSpec) -> f64 {
     // Real and imaginary kernels, each `n_dft` taps per bin and frame.
     let stft = (2 * bins * features.n_dft * frames) as f64;
     let mel = (features.n_mels * bins * frames) as f64;
-    let [c1, c2, c3, c4] = spec.openl3_channels;
     let (mut h, mut w) = (features.n_mels, frames);
     let mut convs = 0.0;
-    for (c_in, c_out, pool) in [
-        (1, c1, false),
-        (c1, c1, true),
-        (c1, c2, false),
-        (c2, c2, true),
-        (c2, c3, false),
-        (c3, c3, true),
-        (c3, c4, false),
-    ] {
+    for (c_in, c_out, pool) in super::openl3::conv_plan(spec.openl3_channels) {
         convs += conv(c_in, c_out, 3, h, w);
         if pool {
             (h, w) = (h / 2, w / 2);
         }
     }
-    convs += conv(c4, super::OPENL3_EMBEDDING, 3, h, w);
+    convs += conv(spec.openl3_channels[3], super::OPENL3_EMBEDDING, 3, h, w);
     2.0 * (stft + mel + convs)
 }
 

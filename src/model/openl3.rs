@@ -35,6 +35,22 @@ pub struct OpenL3 {
     reordered: Mutex<Option<Vec<(Tensor, Option<Tensor>)>>>,
 }
 
+/// OpenL3's convolutions as (in, out, max-pooled after): blocks of two 3×3
+/// convolutions, pooled 2×2 after each of the first three blocks; the embedding layer
+/// follows.
+pub(crate) fn conv_plan(channels: [i64; 4]) -> [(i64, i64, bool); 7] {
+    let [c1, c2, c3, c4] = channels;
+    [
+        (1, c1, false),
+        (c1, c1, true),
+        (c1, c2, false),
+        (c2, c2, true),
+        (c2, c3, false),
+        (c3, c3, true),
+        (c3, c4, false),
+    ]
+}
+
 /// Batch-norm epsilon of OpenL3 (Keras' 1e-3).
 const BN_EPS: f64 = 1e-3;
 
@@ -70,18 +86,8 @@ impl OpenL3 {
                 },
             )
         };
-        let [c1, c2, c3, c4] = spec.openl3_channels;
-        // Blocks of two 3×3 convolutions, max-pooled after each of the first three blocks.
-        let plan = [
-            (1, c1, false),
-            (c1, c1, true),
-            (c1, c2, false),
-            (c2, c2, true),
-            (c2, c3, false),
-            (c3, c3, true),
-            (c3, c4, false),
-        ];
-        let convs = plan
+        let c4 = spec.openl3_channels[3];
+        let convs = conv_plan(spec.openl3_channels)
             .iter()
             .enumerate()
             .map(|(i, &(c_in, c_out, pool))| {

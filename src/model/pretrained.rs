@@ -109,9 +109,8 @@ fn matches(digest: &str, expected: Option<&str>) -> bool {
     expected.is_none_or(|e| !e.is_empty() && digest.starts_with(&e.to_ascii_lowercase()))
 }
 
-/// Check a file against `expected`; its digest.
-pub fn verify(file: &Path, expected: Option<&str>) -> Result<String, FetchError> {
-    let digest = sha256_of(file)?;
+/// `file`'s `digest` if it is what `expected` asks for, else the error that says so.
+fn checked(file: &Path, digest: String, expected: Option<&str>) -> Result<String, FetchError> {
     if !matches(&digest, expected) {
         return Err(FetchError::Checksum {
             file: file.to_path_buf(),
@@ -120,6 +119,11 @@ pub fn verify(file: &Path, expected: Option<&str>) -> Result<String, FetchError>
         });
     }
     Ok(digest)
+}
+
+/// Check a file against `expected`; its digest.
+pub fn verify(file: &Path, expected: Option<&str>) -> Result<String, FetchError> {
+    checked(file, sha256_of(file)?, expected)
 }
 
 /// Download `url` to `dest` with a progress bar, checking the length the server
@@ -202,15 +206,7 @@ fn download_to(url: &str, partial: &Path, expected: Option<&str>) -> Result<Stri
             expected,
         });
     }
-    let digest = hex(&hasher.finalize());
-    if !matches(&digest, expected) {
-        return Err(FetchError::Checksum {
-            file: partial.to_path_buf(),
-            expected: expected.unwrap_or_default().to_string(),
-            found: digest,
-        });
-    }
-    Ok(digest)
+    checked(partial, hex(&hasher.finalize()), expected)
 }
 
 #[cfg(test)]

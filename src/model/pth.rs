@@ -157,11 +157,8 @@ fn read_legacy(bytes: &[u8]) -> Result<(Value, Storages), String> {
         return Err("no storage list after the data".into());
     };
     let mut storages = Storages::new();
-    let element_sizes = {
-        let mut machine_sizes = HashMap::new();
-        collect_storages(&root, &mut machine_sizes);
-        machine_sizes
-    };
+    let mut element_sizes = HashMap::new();
+    collect_storages(&root, &mut element_sizes);
     for key in keys.borrow().iter() {
         let Value::Str(key) = key else {
             return Err("a storage key that is not a string".into());

@@ -434,6 +434,15 @@ pub fn cannot_run(step: &str, reason: &str) {
 
 /// One HTTP/1.1 request to 127.0.0.1:`port` (the connection closed after it): (status,
 /// body).
+/// A TCP port nothing listens on now, on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn http(
     port: u16,
     method: &str,
