@@ -117,13 +117,16 @@ fn header(model: &crate::model::Model, args: &BenchArgs) -> String {
     };
     let peak = match crate::support::cpu::CpuPeak::detect() {
         Some(p) => format!(
-            "float32 peak {:.0} GFLOP/s on all {} physical core(s) ({} cores × {:.2} GHz × {} FLOP/cycle, {}; two FMA units per core assumed)\n",
+            "float32 peak {:.0} GFLOP/s on all {} physical core(s) ({} cores × {:.2} GHz × {} FLOP/cycle, {}; two FMA units per core assumed), {:.0} on one ({:.2} GHz); clocks measured, nominal {:.2} GHz\n",
             p.gflops(p.physical_cores),
             p.physical_cores,
             p.physical_cores,
-            p.ghz,
+            p.ghz(p.physical_cores),
             p.flop_per_cycle,
-            p.isa
+            p.isa,
+            p.gflops(1),
+            p.ghz(1),
+            p.nominal_ghz,
         ),
         None => "float32 peak: unknown (no /proc/cpuinfo)\n".into(),
     };
