@@ -196,3 +196,36 @@ fn the_blocked_cpu_layout_gives_the_plain_layouts_result() {
     assert!(diff < 1e-5, "blocked vs plain: {diff:e}");
     check("openl3", &blocked, &golden);
 }
+
+#[test]
+fn the_blocked_image_trunk_gives_the_plain_result_and_follows_weight_changes() {
+    let (golden, meta) = golden();
+    let model = deterministic_model(ModelSpec::full(), &meta, "names_full");
+    let video = &model.net.video;
+    if !video.uses_blocked() {
+        common::cannot_run("onednn", "this libtorch was built without oneDNN");
+        return;
+    }
+    let images = input_tensor(&[2, 3, 224, 224], 0.2, 1.5, 0.013);
+    let embed = |blocked: bool| {
+        assert_eq!(video.set_blocked(blocked), blocked);
+        tch::no_grad(|| video.forward_t(&images, false))
+    };
+    let (blocked, plain) = (embed(true), embed(false));
+    let diff = rel_diff(&blocked, &plain);
+    assert!(diff < 1e-5, "blocked vs plain: {diff:e}");
+    check("video", &blocked, &golden);
+    // A weight written in place (as an optimizer step writes it) is seen by the next
+    // blocked forward: the packed copy is rebuilt, not reused.
+    tch::no_grad(|| {
+        let vars = model.vs.variables();
+        let mut w = vars["video.resnet.layer4.2.conv3.weight"].shallow_clone();
+        let _ = w.g_mul_scalar_(0.5);
+        let mut mean = vars["video.resnet.layer1.0.bn2.running_mean"].shallow_clone();
+        let _ = mean.g_add_scalar_(0.25);
+    });
+    let (blocked, plain) = (embed(true), embed(false));
+    assert!(rel_diff(&blocked, &golden["video"]) > 1e-3, "the change shows");
+    let diff = rel_diff(&blocked, &plain);
+    assert!(diff < 1e-5, "after the change, blocked vs plain: {diff:e}");
+}

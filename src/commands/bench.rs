@@ -33,8 +33,8 @@ pub struct BenchArgs {
     /// Skip the overload run (--json always skips it).
     #[arg(long)]
     pub no_overload: bool,
-    /// Run OpenL3's convolutions in the plain NCHW layout rather than oneDNN's blocked
-    /// one (the default on the CPU), to compare the two.
+    /// Run the encoders' convolutions (OpenL3's stack, the ResNet trunk) in the plain
+    /// NCHW layout rather than oneDNN's blocked one (the default on the CPU), to compare.
     #[arg(long)]
     pub plain_layout: bool,
 }
@@ -54,7 +54,7 @@ pub fn run(args: BenchArgs) -> Result {
         ));
     }
     let model = args.model.open()?;
-    model.net.openl3.set_blocked(!args.plain_layout);
+    model.net.set_blocked(!args.plain_layout);
     let config = InferenceConfig {
         audio_stride: args.audio_stride,
         fast_stft: args.fast_stft,
@@ -133,13 +133,17 @@ fn header(model: &crate::model::Model, args: &BenchArgs) -> String {
     let features = crate::features::FeatureSpec::default();
     let per_frame = crate::model::flops::openl3_frame(&model.spec, &features) / 1e9;
     let per_image = crate::model::flops::resnet_image(&model.spec, features.image_size) / 1e9;
-    let layout = if model.net.openl3.uses_blocked() {
-        "oneDNN blocked"
-    } else {
-        "plain NCHW"
+    let name = |blocked: bool| {
+        if blocked {
+            "oneDNN blocked"
+        } else {
+            "plain NCHW"
+        }
     };
+    let layout = name(model.net.openl3.uses_blocked());
+    let image_layout = name(model.net.video.uses_blocked());
     format!(
-        "avscene bench: model {} ({}), device {:?}, {cores} CPU core(s) {cpu}, audio stride {} × 0.1 s, STFT by {stft}, OpenL3 layout {layout}\n\
+        "avscene bench: model {} ({}), device {:?}, {cores} CPU core(s) {cpu}, audio stride {} × 0.1 s, STFT by {stft}, OpenL3 layout {layout}, image layout {image_layout}\n\
          {peak}\
          encoders: {per_frame:.1} GFLOP per OpenL3 frame, {per_image:.1} per image; a cached hop (one stream-second) encodes {} frames + 1 image, a naive window {} frames + {} images\n\
          {:<7} {:>5} {:>7} {:>12} {:>10} {:>10} {:>8} {:>9} {:>7}\n",

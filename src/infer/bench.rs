@@ -71,6 +71,8 @@ pub struct BenchRecord {
     pub audio_stride: u64,
     /// OpenL3's convolution layout on the CPU: `blocked` (oneDNN) or `nchw`.
     pub openl3_layout: &'static str,
+    /// The ResNet trunk's, the same way.
+    pub image_layout: &'static str,
     /// The encoders' arithmetic per second (src/model/flops.rs): per window, the OpenL3
     /// frames and images this path encodes (cached: the hop's new ones; naive: all).
     pub gflop_per_s: f64,
@@ -164,11 +166,15 @@ fn measure(
         )
     };
     let work = crate::model::flops::window(&model.spec, &features, frames, images);
-    let openl3_layout = if model.net.openl3.uses_blocked() && device == "cpu" {
-        "blocked"
-    } else {
-        "nchw"
+    let layout = |blocked: bool| {
+        if blocked && device == "cpu" {
+            "blocked"
+        } else {
+            "nchw"
+        }
     };
+    let openl3_layout = layout(model.net.openl3.uses_blocked());
+    let image_layout = layout(model.net.video.uses_blocked());
     let mut engine = Engine::new(model, config);
     let warmup = usize::from(cached);
     let streams: Vec<Vec<Window>> = (0..batch)
@@ -200,6 +206,7 @@ fn measure(
         device,
         audio_stride: config.audio_stride,
         openl3_layout,
+        image_layout,
         gflop_per_s: work * windows_per_s / 1e9,
         peak_gflop_per_s: crate::support::cpu::CpuPeak::detect().map(|p| p.gflops(threads)),
     };

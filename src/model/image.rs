@@ -24,6 +24,16 @@ impl VideoNet {
         }
     }
 
+    /// Run the ResNet trunk on oneDNN's blocked tensors in eval mode on the CPU (the
+    /// default where libtorch has oneDNN). Returns whether it is in use.
+    pub fn set_blocked(&self, on: bool) -> bool {
+        self.resnet.set_blocked(on)
+    }
+
+    pub fn uses_blocked(&self) -> bool {
+        self.resnet.uses_blocked()
+    }
+
     /// (N, 3, 224, 224) normalised images → (N, dim).
     pub fn forward_t(&self, images: &Tensor, train: bool) -> Tensor {
         let maps = self.resnet.forward_t(images, train);

@@ -9,6 +9,7 @@
 
 mod attention;
 mod audio;
+mod blocked;
 mod config;
 mod file;
 pub mod flops;
@@ -60,6 +61,14 @@ impl SceneNet {
             classifier: init::linear(root / "classifier" / 1, 2 * spec.dim, spec.num_classes()),
             dropout: spec.dropout,
         }
+    }
+
+    /// Run both encoders' eval-mode convolutions (OpenL3's stack, the ResNet trunk) on
+    /// oneDNN's blocked tensors on the CPU — the default where libtorch has oneDNN — or,
+    /// off, in the plain NCHW layout. Returns whether the blocked layout is in use.
+    pub fn set_blocked(&self, on: bool) -> bool {
+        let audio = self.openl3.set_blocked(on);
+        self.video.set_blocked(on) && audio
     }
 
     /// (N, 48000) audio frames → (N, 512) OpenL3 embeddings, [`AUDIO_CHUNK`] frames per

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::{Tensor, nn};
 
+use super::blocked::{PackedConv, fold_batch_norm};
 use super::init;
 use super::spec::{ModelSpec, OPENL3_EMBEDDING};
 use crate::features::{FeatureSpec, spectrogram};
@@ -32,7 +33,7 @@ pub struct OpenL3 {
     /// reordered once): ~1.4× the plain NCHW path on the conv stack, same results.
     blocked: AtomicBool,
     /// The folded convolutions and the embedding layer, reordered for oneDNN.
-    reordered: Mutex<Option<Vec<(Tensor, Option<Tensor>)>>>,
+    reordered: Mutex<Option<Vec<PackedConv>>>,
 }
 
 /// OpenL3's convolutions as (in, out, max-pooled after): blocks of two 3×3
@@ -222,36 +223,26 @@ impl OpenL3 {
     fn convs_blocked(&self, xs: &Tensor) -> Tensor {
         let mut guard = self.reordered.lock().unwrap_or_else(|p| p.into_inner());
         tch::no_grad(|| {
-            let reordered = guard.get_or_insert_with(|| {
-                let reorder = |w: &Tensor| {
-                    w.to_mkldnn().mkldnn_reorder_conv2d_weight(
-                        [1, 1],
-                        [1, 1],
-                        [1, 1],
-                        1,
-                        None::<&[i64]>,
-                    )
-                };
-                let mut all: Vec<(Tensor, Option<Tensor>)> = self
+            let packed = guard.get_or_insert_with(|| {
+                let mut all: Vec<PackedConv> = self
                     .folded_convs()
                     .iter()
-                    .map(|(w, b)| (reorder(w), Some(b.shallow_clone())))
+                    .map(|(w, b)| PackedConv::new(w, Some(b), 1, 1))
                     .collect();
                 let e = &self.embedding;
-                all.push((reorder(&e.ws), e.bs.as_ref().map(Tensor::shallow_clone)));
+                all.push(PackedConv::new(&e.ws, e.bs.as_ref(), 1, 1));
                 all
             });
             let mut ys = xs.to_mkldnn();
-            let (last, convs) = reordered.split_last().expect("eight convolutions");
-            for ((weight, bias), (_, _, pool)) in convs.iter().zip(&self.convs) {
-                ys = ys
-                    .mkldnn_convolution(weight, bias.as_ref(), [1, 1], [1, 1], [1, 1], 1)
-                    .relu_();
+            let (embedding, convs) = packed.split_last().expect("eight convolutions");
+            for (conv, (_, _, pool)) in convs.iter().zip(&self.convs) {
+                ys = conv.forward(&ys).relu_();
                 if *pool {
                     ys = ys.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
                 }
             }
-            ys.mkldnn_convolution(&last.0, last.1.as_ref(), [1, 1], [1, 1], [1, 1], 1)
+            embedding
+                .forward(&ys)
                 .max_pool2d(self.pool, self.pool, [0, 0], [1, 1], false)
                 .to_dense(None, false)
                 .flatten(1, -1)
@@ -274,29 +265,10 @@ impl OpenL3 {
             return Vec::new();
         };
         let folded = guard.get_or_insert_with(|| {
-            tch::no_grad(|| {
-                self.convs
-                    .iter()
-                    .map(|(conv, bn, _)| {
-                        let gamma = bn
-                            .ws
-                            .as_ref()
-                            .map_or_else(|| bn.running_var.ones_like(), |w| w.shallow_clone());
-                        let beta = bn
-                            .bs
-                            .as_ref()
-                            .map_or_else(|| bn.running_mean.zeros_like(), |b| b.shallow_clone());
-                        let scale = gamma * (&bn.running_var + BN_EPS).rsqrt();
-                        let weight = &conv.ws * scale.view([-1, 1, 1, 1]);
-                        let conv_bias = conv
-                            .bs
-                            .as_ref()
-                            .map_or_else(|| scale.zeros_like(), |b| b.shallow_clone());
-                        let bias = (conv_bias - &bn.running_mean) * scale + beta;
-                        (weight, bias)
-                    })
-                    .collect()
-            })
+            self.convs
+                .iter()
+                .map(|(conv, bn, _)| fold_batch_norm(conv, bn, BN_EPS))
+                .collect()
         });
         folded
             .iter()

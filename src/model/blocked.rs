@@ -1,0 +1,86 @@
+//! The CPU's fast layout for the frozen-in-eval encoders (OpenL3's conv stack, the
+//! ResNet trunk): each convolution with the batch norm after it folded in, its weight
+//! reordered once for oneDNN, so the stack runs on oneDNN's blocked tensors
+//! (`to_mkldnn`) with no reorder between layers. Inference only: blocked tensors carry
+//! no gradient.
+
+use tch::{Tensor, nn};
+
+/// A convolution ready for `mkldnn_convolution`: folded, reordered, with its geometry.
+#[derive(Debug)]
+pub struct PackedConv {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: i64,
+    padding: i64,
+}
+
+impl PackedConv {
+    /// `weight` and `bias` (plain tensors, batch norm already folded) reordered for a
+    /// square kernel with this stride and padding.
+    pub fn new(weight: &Tensor, bias: Option<&Tensor>, stride: i64, padding: i64) -> PackedConv {
+        let weight = tch::no_grad(|| {
+            weight.to_mkldnn().mkldnn_reorder_conv2d_weight(
+                [padding, padding],
+                [stride, stride],
+                [1, 1],
+                1,
+                None::<&[i64]>,
+            )
+        });
+        PackedConv {
+            weight,
+            bias: bias.map(|b| b.detach()),
+            stride,
+            padding,
+        }
+    }
+
+    /// `conv` followed by `bn` (running statistics, epsilon `eps`), folded and packed.
+    pub fn folded(conv: &nn::Conv2D, bn: &nn::BatchNorm, eps: f64, stride: i64, padding: i64) -> PackedConv {
+        let (weight, bias) = fold_batch_norm(conv, bn, eps);
+        PackedConv::new(&weight, Some(&bias), stride, padding)
+    }
+
+    /// Apply to a blocked (`to_mkldnn`) tensor; the result is blocked too.
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        xs.mkldnn_convolution(
+            &self.weight,
+            self.bias.as_ref(),
+            [self.padding, self.padding],
+            [self.stride, self.stride],
+            [1, 1],
+            1,
+        )
+    }
+}
+
+/// The weight and bias of `conv` followed by `bn` in eval mode, as one convolution:
+/// w·γ/√(σ²+ε) and (b − μ)·γ/√(σ²+ε) + β per output channel.
+pub fn fold_batch_norm(conv: &nn::Conv2D, bn: &nn::BatchNorm, eps: f64) -> (Tensor, Tensor) {
+    tch::no_grad(|| {
+        let gamma = bn
+            .ws
+            .as_ref()
+            .map_or_else(|| bn.running_var.ones_like(), Tensor::shallow_clone);
+        let beta = bn
+            .bs
+            .as_ref()
+            .map_or_else(|| bn.running_mean.zeros_like(), Tensor::shallow_clone);
+        let scale = gamma * (&bn.running_var + eps).rsqrt();
+        let weight = &conv.ws * scale.view([-1, 1, 1, 1]);
+        let conv_bias = conv
+            .bs
+            .as_ref()
+            .map_or_else(|| scale.zeros_like(), Tensor::shallow_clone);
+        let bias = (conv_bias - &bn.running_mean) * scale + beta;
+        (weight, bias)
+    })
+}
+
+/// A sum of the version counters of `tensors`: it changes whenever one of them is
+/// written in place (an optimizer step, a batch norm's running statistics in training,
+/// loading a file into the variables), so a packed copy keyed by it is never stale.
+pub fn version_key<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> i64 {
+    tensors.into_iter().map(Tensor::internal_version).sum()
+}
