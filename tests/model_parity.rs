@@ -225,7 +225,10 @@ fn the_blocked_image_trunk_gives_the_plain_result_and_follows_weight_changes() {
         let _ = mean.g_add_scalar_(0.25);
     });
     let (blocked, plain) = (embed(true), embed(false));
-    assert!(rel_diff(&blocked, &golden["video"]) > 1e-3, "the change shows");
+    assert!(
+        rel_diff(&blocked, &golden["video"]) > 1e-3,
+        "the change shows"
+    );
     let diff = rel_diff(&blocked, &plain);
     assert!(diff < 1e-5, "after the change, blocked vs plain: {diff:e}");
 }

@@ -37,7 +37,13 @@ impl PackedConv {
     }
 
     /// `conv` followed by `bn` (running statistics, epsilon `eps`), folded and packed.
-    pub fn folded(conv: &nn::Conv2D, bn: &nn::BatchNorm, eps: f64, stride: i64, padding: i64) -> PackedConv {
+    pub fn folded(
+        conv: &nn::Conv2D,
+        bn: &nn::BatchNorm,
+        eps: f64,
+        stride: i64,
+        padding: i64,
+    ) -> PackedConv {
         let (weight, bias) = fold_batch_norm(conv, bn, eps);
         PackedConv::new(&weight, Some(&bias), stride, padding)
     }

@@ -155,7 +155,10 @@ impl PackedBlock {
     }
 }
 
-fn conv_bn_variables<'a>(conv: &'a nn::Conv2D, bn: &'a nn::BatchNorm) -> impl Iterator<Item = &'a Tensor> {
+fn conv_bn_variables<'a>(
+    conv: &'a nn::Conv2D,
+    bn: &'a nn::BatchNorm,
+) -> impl Iterator<Item = &'a Tensor> {
     [&conv.ws, &bn.running_mean, &bn.running_var]
         .into_iter()
         .chain(conv.bs.iter())
@@ -243,11 +246,13 @@ impl ResNet {
         }
         let packed = guard.as_ref().expect("packed above");
         tch::no_grad(|| {
-            let mut ys = packed
-                .conv1
-                .forward(&xs.to_mkldnn())
-                .relu_()
-                .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+            let mut ys = packed.conv1.forward(&xs.to_mkldnn()).relu_().max_pool2d(
+                [3, 3],
+                [2, 2],
+                [1, 1],
+                [1, 1],
+                false,
+            );
             for block in &packed.blocks {
                 ys = block.forward(&ys);
             }

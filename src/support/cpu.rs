@@ -139,7 +139,10 @@ pub fn measured_ghz(threads: usize) -> Option<f64> {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().ok().flatten())
+            .collect()
     });
     let clocks: Option<Vec<f64>> = clocks.into_iter().collect();
     let clocks = clocks?;
