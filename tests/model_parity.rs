@@ -195,6 +195,19 @@ fn the_blocked_cpu_layout_gives_the_plain_layouts_result() {
     let diff = rel_diff(&blocked, &plain);
     assert!(diff < 1e-5, "blocked vs plain: {diff:e}");
     check("openl3", &blocked, &golden);
+    // A weight written in place (as loading a model file writes it) reaches both the
+    // folded and the packed copies.
+    tch::no_grad(|| {
+        let mut w = model.vs.variables()["openl3.conv2d_4.weight"].shallow_clone();
+        let _ = w.g_mul_scalar_(0.5);
+    });
+    let blocked = tch::no_grad(|| openl3.forward(&frames));
+    assert!(!openl3.set_blocked(false));
+    let plain = tch::no_grad(|| openl3.forward(&frames));
+    assert!(openl3.set_blocked(true));
+    assert!(rel_diff(&blocked, &golden["openl3"]) > 1e-3, "the change shows");
+    let diff = rel_diff(&blocked, &plain);
+    assert!(diff < 1e-5, "after the change, blocked vs plain: {diff:e}");
 }
 
 #[test]

@@ -4,7 +4,52 @@
 //! (`to_mkldnn`) with no reorder between layers. Inference only: blocked tensors carry
 //! no gradient.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tch::{Tensor, nn};
+
+/// Whether an encoder runs its eval-mode convolutions on blocked tensors on the CPU: on
+/// by default where libtorch has oneDNN, never where it has not.
+#[derive(Debug)]
+pub struct LayoutSwitch(AtomicBool);
+
+impl LayoutSwitch {
+    pub fn new() -> LayoutSwitch {
+        LayoutSwitch(AtomicBool::new(tch::utils::has_mkldnn()))
+    }
+
+    /// Turn the blocked layout on or off; returns whether it is in use.
+    pub fn set(&self, on: bool) -> bool {
+        let on = on && tch::utils::has_mkldnn();
+        self.0.store(on, Ordering::Relaxed);
+        on
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A copy derived from some variables (folded, packed), rebuilt whenever their
+/// [`version_key`] changed since it was built.
+#[derive(Debug)]
+pub struct Derived<T>(Mutex<Option<(i64, T)>>);
+
+impl<T> Derived<T> {
+    pub fn new() -> Derived<T> {
+        Derived(Mutex::new(None))
+    }
+
+    /// Run `f` on the copy for variables at `key`, building it first if needed.
+    pub fn with<R>(&self, key: i64, build: impl FnOnce() -> T, f: impl FnOnce(&T) -> R) -> R {
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_none_or(|(built, _)| *built != key) {
+            *guard = Some((key, build()));
+        }
+        f(&guard.as_ref().expect("built above").1)
+    }
+}
 
 /// A convolution ready for `mkldnn_convolution`: folded, reordered, with its geometry.
 #[derive(Debug)]
@@ -89,4 +134,16 @@ pub fn fold_batch_norm(conv: &nn::Conv2D, bn: &nn::BatchNorm, eps: f64) -> (Tens
 /// loading a file into the variables), so a packed copy keyed by it is never stale.
 pub fn version_key<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> i64 {
     tensors.into_iter().map(Tensor::internal_version).sum()
+}
+
+/// The variables a folded `conv` + `bn` is made from, for [`version_key`].
+pub fn conv_bn_variables<'a>(
+    conv: &'a nn::Conv2D,
+    bn: &'a nn::BatchNorm,
+) -> impl Iterator<Item = &'a Tensor> {
+    [&conv.ws, &bn.running_mean, &bn.running_var]
+        .into_iter()
+        .chain(conv.bs.iter())
+        .chain(bn.ws.iter())
+        .chain(bn.bs.iter())
 }

@@ -219,7 +219,6 @@ impl Model {
         let vs = nn::VarStore::new(device);
         let net = SceneNet::new(&vs.root(), &spec, &features);
         copy_into(&vs, &tensors, &path)?;
-        net.openl3.weights_changed();
         let id = format!("{}-{:08x}", spec.profile, fnv1a(&bytes) as u32);
         Ok(Model {
             vs,

@@ -277,7 +277,6 @@ pub fn import_all(
         .filter(|(_, missing)| *missing)
         .map(|(p, _)| p)
         .collect();
-    model.net.openl3.weights_changed();
     model.provenance.source = "import-weights".into();
     model.id = format!("{}-imported", model.spec.profile);
     Ok(report)

@@ -194,7 +194,6 @@ impl Model {
                 }
             }
         });
-        model.net.openl3.weights_changed();
         (model, rows.len())
     }
 

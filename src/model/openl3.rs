@@ -3,12 +3,13 @@
 //! published state dict loads 1:1. One 1 s frame at 48 kHz → one 512-d embedding; each
 //! frame is independent of its neighbours.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::{Tensor, nn};
 
-use super::blocked::{PackedConv, fold_batch_norm};
+use super::blocked::{
+    Derived, LayoutSwitch, PackedConv, conv_bn_variables, fold_batch_norm, version_key,
+};
 use super::init;
 use super::spec::{ModelSpec, OPENL3_EMBEDDING};
 use crate::features::{FeatureSpec, spectrogram};
@@ -27,13 +28,14 @@ pub struct OpenL3 {
     embedding: nn::Conv2D,
     pool: [i64; 2],
     /// Inference copies of the convolutions with their batch norms folded in (one pass
-    /// less over the large activations per layer); computed on first use.
-    folded: Mutex<Option<Vec<(Tensor, Tensor)>>>,
+    /// less over the large activations per layer); rebuilt whenever the weights were
+    /// written (a model file, an import).
+    folded: Derived<Vec<(Tensor, Tensor)>>,
     /// On the CPU, run the convolutions on oneDNN's blocked tensors (`to_mkldnn`, weights
     /// reordered once): ~1.4× the plain NCHW path on the conv stack, same results.
-    blocked: AtomicBool,
+    blocked: LayoutSwitch,
     /// The folded convolutions and the embedding layer, reordered for oneDNN.
-    reordered: Mutex<Option<Vec<PackedConv>>>,
+    packed: Derived<Vec<PackedConv>>,
 }
 
 /// OpenL3's convolutions as (in, out, max-pooled after): blocks of two 3×3
@@ -111,23 +113,21 @@ impl OpenL3 {
             convs,
             embedding: conv3("audio_embedding_layer".into(), c4, OPENL3_EMBEDDING),
             pool,
-            folded: Mutex::new(None),
-            blocked: AtomicBool::new(tch::utils::has_mkldnn()),
-            reordered: Mutex::new(None),
+            folded: Derived::new(),
+            blocked: LayoutSwitch::new(),
+            packed: Derived::new(),
         }
     }
 
     /// Use oneDNN's blocked layout on the CPU (the default where libtorch has oneDNN);
     /// off, the plain NCHW path. Returns whether it is in use.
     pub fn set_blocked(&self, on: bool) -> bool {
-        let on = on && tch::utils::has_mkldnn();
-        self.blocked.store(on, Ordering::Relaxed);
-        on
+        self.blocked.set(on)
     }
 
     /// Whether the CPU path runs on oneDNN's blocked tensors.
     pub fn uses_blocked(&self) -> bool {
-        self.blocked.load(Ordering::Relaxed)
+        self.blocked.is_on()
     }
 
     /// Compute the STFT by FFT instead of the kernel convolution (faster; equal above
@@ -221,58 +221,59 @@ impl OpenL3 {
     /// same arithmetic as the NCHW path, laid out for its vector units, with no reorder
     /// between layers. No gradient (OpenL3 is frozen; blocked tensors have none).
     fn convs_blocked(&self, xs: &Tensor) -> Tensor {
-        let mut guard = self.reordered.lock().unwrap_or_else(|p| p.into_inner());
-        tch::no_grad(|| {
-            let packed = guard.get_or_insert_with(|| {
-                let mut all: Vec<PackedConv> = self
-                    .folded_convs()
-                    .iter()
-                    .map(|(w, b)| PackedConv::new(w, Some(b), 1, 1))
-                    .collect();
-                let e = &self.embedding;
-                all.push(PackedConv::new(&e.ws, e.bs.as_ref(), 1, 1));
-                all
-            });
-            let mut ys = xs.to_mkldnn();
-            let (embedding, convs) = packed.split_last().expect("eight convolutions");
-            for (conv, (_, _, pool)) in convs.iter().zip(&self.convs) {
-                ys = conv.forward(&ys).relu_();
-                if *pool {
-                    ys = ys.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+        let pack = || {
+            let mut all: Vec<PackedConv> = self
+                .folded_convs()
+                .iter()
+                .map(|(w, b)| PackedConv::new(w, Some(b), 1, 1))
+                .collect();
+            let e = &self.embedding;
+            all.push(PackedConv::new(&e.ws, e.bs.as_ref(), 1, 1));
+            all
+        };
+        self.packed.with(self.version_key(), pack, |packed| {
+            tch::no_grad(|| {
+                let mut ys = xs.to_mkldnn();
+                let (embedding, convs) = packed.split_last().expect("eight convolutions");
+                for (conv, (_, _, pool)) in convs.iter().zip(&self.convs) {
+                    ys = conv.forward(&ys).relu_();
+                    if *pool {
+                        ys = ys.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+                    }
                 }
-            }
-            embedding
-                .forward(&ys)
-                .max_pool2d(self.pool, self.pool, [0, 0], [1, 1], false)
-                .to_dense(None, false)
-                .flatten(1, -1)
+                embedding
+                    .forward(&ys)
+                    .max_pool2d(self.pool, self.pool, [0, 0], [1, 1], false)
+                    .to_dense(None, false)
+                    .flatten(1, -1)
+            })
         })
     }
 
-    /// Forget the folded and reordered convolutions: call after the weights change
-    /// (loading, importing).
-    pub fn weights_changed(&self) {
-        if let Ok(mut folded) = self.folded.lock() {
-            *folded = None;
-        }
-        if let Ok(mut reordered) = self.reordered.lock() {
-            *reordered = None;
-        }
-    }
-
     fn folded_convs(&self) -> Vec<(Tensor, Tensor)> {
-        let Ok(mut guard) = self.folded.lock() else {
-            return Vec::new();
-        };
-        let folded = guard.get_or_insert_with(|| {
+        let fold = || {
             self.convs
                 .iter()
                 .map(|(conv, bn, _)| fold_batch_norm(conv, bn, BN_EPS))
                 .collect()
-        });
-        folded
-            .iter()
-            .map(|(w, b)| (w.shallow_clone(), b.shallow_clone()))
-            .collect()
+        };
+        self.folded.with(self.version_key(), fold, |folded| {
+            folded
+                .iter()
+                .map(|(w, b)| (w.shallow_clone(), b.shallow_clone()))
+                .collect()
+        })
+    }
+
+    /// Changes whenever a convolution, batch norm or the embedding layer is written.
+    fn version_key(&self) -> i64 {
+        let e = &self.embedding;
+        version_key(
+            self.convs
+                .iter()
+                .flat_map(|(conv, bn, _)| conv_bn_variables(conv, bn))
+                .chain([&e.ws])
+                .chain(e.bs.iter()),
+        )
     }
 }

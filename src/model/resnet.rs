@@ -4,12 +4,9 @@
 //! In eval mode on the CPU it runs on oneDNN's blocked tensors, batch norms folded
 //! (`super::blocked`); training keeps the plain layout.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use tch::{Tensor, nn};
 
-use super::blocked::{PackedConv, version_key};
+use super::blocked::{Derived, LayoutSwitch, PackedConv, conv_bn_variables, version_key};
 use super::init;
 use super::spec::{Backbone, Block};
 
@@ -27,11 +24,9 @@ struct PackedBlock {
     downsample: Option<PackedConv>,
 }
 
-/// The trunk packed for the blocked layout, with the version key of the variables it
-/// was packed from.
+/// The trunk packed for the blocked layout.
 #[derive(Debug)]
 struct PackedTrunk {
-    key: i64,
     conv1: PackedConv,
     blocks: Vec<PackedBlock>,
 }
@@ -155,17 +150,6 @@ impl PackedBlock {
     }
 }
 
-fn conv_bn_variables<'a>(
-    conv: &'a nn::Conv2D,
-    bn: &'a nn::BatchNorm,
-) -> impl Iterator<Item = &'a Tensor> {
-    [&conv.ws, &bn.running_mean, &bn.running_var]
-        .into_iter()
-        .chain(conv.bs.iter())
-        .chain(bn.ws.iter())
-        .chain(bn.bs.iter())
-}
-
 #[derive(Debug)]
 pub struct ResNet {
     conv1: nn::Conv2D,
@@ -173,9 +157,9 @@ pub struct ResNet {
     blocks: Vec<ResidualBlock>,
     /// In eval mode on the CPU, run on oneDNN's blocked tensors (the default where
     /// libtorch has oneDNN); equal to the plain path within float32 rounding.
-    blocked: AtomicBool,
+    blocked: LayoutSwitch,
     /// The packed trunk, repacked whenever a variable was written since.
-    packed: Mutex<Option<PackedTrunk>>,
+    packed: Derived<PackedTrunk>,
 }
 
 impl ResNet {
@@ -198,22 +182,20 @@ impl ResNet {
             conv1: conv(p / "conv1", 3, w, 7, 2),
             bn1: bn(p / "bn1", w),
             blocks,
-            blocked: AtomicBool::new(tch::utils::has_mkldnn()),
-            packed: Mutex::new(None),
+            blocked: LayoutSwitch::new(),
+            packed: Derived::new(),
         }
     }
 
     /// Use oneDNN's blocked layout in eval mode on the CPU; off, the plain NCHW path.
     /// Returns whether it is in use.
     pub fn set_blocked(&self, on: bool) -> bool {
-        let on = on && tch::utils::has_mkldnn();
-        self.blocked.store(on, Ordering::Relaxed);
-        on
+        self.blocked.set(on)
     }
 
     /// Whether eval mode on the CPU runs on oneDNN's blocked tensors.
     pub fn uses_blocked(&self) -> bool {
-        self.blocked.load(Ordering::Relaxed)
+        self.blocked.is_on()
     }
 
     /// (N, 3, H, W) → (N, features, H/32, W/32).
@@ -235,28 +217,24 @@ impl ResNet {
     /// The eval-mode trunk on blocked tensors (no gradient), packed on first use and
     /// again after any of its variables changed.
     fn forward_blocked(&self, xs: &Tensor) -> Tensor {
-        let mut guard = self.packed.lock().unwrap_or_else(|p| p.into_inner());
-        let key = self.version_key();
-        if guard.as_ref().is_none_or(|p| p.key != key) {
-            *guard = Some(PackedTrunk {
-                key,
-                conv1: PackedConv::folded(&self.conv1, &self.bn1, BN_EPS, 2, 3),
-                blocks: self.blocks.iter().map(ResidualBlock::pack).collect(),
-            });
-        }
-        let packed = guard.as_ref().expect("packed above");
-        tch::no_grad(|| {
-            let mut ys = packed.conv1.forward(&xs.to_mkldnn()).relu_().max_pool2d(
-                [3, 3],
-                [2, 2],
-                [1, 1],
-                [1, 1],
-                false,
-            );
-            for block in &packed.blocks {
-                ys = block.forward(&ys);
-            }
-            ys.to_dense(None, false)
+        let pack = || PackedTrunk {
+            conv1: PackedConv::folded(&self.conv1, &self.bn1, BN_EPS, 2, 3),
+            blocks: self.blocks.iter().map(ResidualBlock::pack).collect(),
+        };
+        self.packed.with(self.version_key(), pack, |packed| {
+            tch::no_grad(|| {
+                let mut ys = packed.conv1.forward(&xs.to_mkldnn()).relu_().max_pool2d(
+                    [3, 3],
+                    [2, 2],
+                    [1, 1],
+                    [1, 1],
+                    false,
+                );
+                for block in &packed.blocks {
+                    ys = block.forward(&ys);
+                }
+                ys.to_dense(None, false)
+            })
         })
     }
 
