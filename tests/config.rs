@@ -203,6 +203,11 @@ fn bad_configs() -> Vec<Bad> {
             &["mqtt.port"],
         ),
         bad(
+            "unknown precision",
+            &with_demo("[inference]\nopenl3_precision = \"int4\""),
+            &["inference.openl3_precision", "int4", "float32", "int8"],
+        ),
+        bad(
             "port 0",
             &with_demo("[mqtt]\nport = 0"),
             &["mqtt.port", "not 0"],

@@ -244,3 +244,49 @@ fn bench_prints_one_json_object_per_configuration() {
         assert_eq!(l["batch"], 1);
     }
 }
+
+#[test]
+fn bench_int8_runs_the_int8_path_and_reports_its_accuracy() {
+    if let Err(e) = avscene::model::int8::engine() {
+        common::cannot_run("int8", &e.to_string());
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_avscene"))
+        .args([
+            "bench",
+            "--int8",
+            "--quick",
+            "--profile",
+            "small",
+            "--json",
+            "--batches",
+            "1",
+            "--threads",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // libtorch's one-time deprecation notice for quantized tensors is not passed on.
+    assert!(!stderr.contains("deprecated"), "{stderr}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (accuracy, records) = lines.split_last().expect("records and the accuracy");
+    assert_eq!(records.len(), 2, "{lines:?}");
+    for r in records {
+        assert_eq!(r["openl3_precision"], "int8", "{r}");
+        assert_eq!(r["openl3_layout"], "nhwc", "{r}");
+    }
+    let a = &accuracy["int8_accuracy"];
+    assert_eq!(
+        (a["frames"].as_u64(), a["windows"].as_u64()),
+        (Some(20), Some(4)),
+        "{a}"
+    );
+    assert!(a["cosine_min"].as_f64().unwrap() > 0.99, "{a}");
+    assert!(a["top1_agree"].as_u64().unwrap() >= 3, "{a}");
+    assert!(!a["engine"].as_str().unwrap().is_empty(), "{a}");
+}

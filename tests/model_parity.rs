@@ -205,7 +205,10 @@ fn the_blocked_cpu_layout_gives_the_plain_layouts_result() {
     assert!(!openl3.set_blocked(false));
     let plain = tch::no_grad(|| openl3.forward(&frames));
     assert!(openl3.set_blocked(true));
-    assert!(rel_diff(&blocked, &golden["openl3"]) > 1e-3, "the change shows");
+    assert!(
+        rel_diff(&blocked, &golden["openl3"]) > 1e-3,
+        "the change shows"
+    );
     let diff = rel_diff(&blocked, &plain);
     assert!(diff < 1e-5, "after the change, blocked vs plain: {diff:e}");
 }
@@ -244,4 +247,64 @@ fn the_blocked_image_trunk_gives_the_plain_result_and_follows_weight_changes() {
     );
     let diff = rel_diff(&blocked, &plain);
     assert!(diff < 1e-5, "after the change, blocked vs plain: {diff:e}");
+}
+
+/// OpenL3's int8 path (opt-in) stays close to float32 on audio it was not calibrated on,
+/// really runs in int8, and is recalibrated when a weight changes in place.
+#[test]
+fn int8_openl3_stays_close_to_float32_and_follows_weight_changes() {
+    if let Err(e) = avscene::model::int8::engine() {
+        common::cannot_run("int8", &e.to_string());
+        return;
+    }
+    let model = Model::fresh(ModelSpec::full(), Device::Cpu);
+    let openl3 = &model.net.openl3;
+    let scene = &avscene::infer::bench::scene_stream("int8", 1, 3)[0];
+    let frames = Tensor::from_slice(&scene.audio[..4 * 48000]).view([4, 48000]);
+    let both = || {
+        assert!(!openl3.set_int8(false).unwrap());
+        let float = tch::no_grad(|| openl3.forward(&frames));
+        assert!(openl3.set_int8(true).expect("int8 turns on on the CPU"));
+        let int8 = tch::no_grad(|| openl3.forward(&frames));
+        assert!(openl3.uses_int8(), "int8 stayed on (no fallback)");
+        (float, int8)
+    };
+    let close = |float: &Tensor, int8: &Tensor| {
+        let cosine = Tensor::cosine_similarity(float, int8, 1, 1e-8);
+        let worst = cosine.min().double_value(&[]);
+        assert!(worst > 0.995, "int8 vs float32 cosine {worst}");
+        let diff = rel_diff(int8, float);
+        assert!(diff > 1e-5, "int8 is not float32 in disguise: {diff:e}");
+    };
+    let (float, int8) = both();
+    close(&float, &int8);
+    tch::no_grad(|| {
+        let vars = model.vs.variables();
+        let mut w = vars["openl3.conv2d_3.weight"].shallow_clone();
+        let _ = w.g_mul_scalar_(-1.0);
+        let mut mean = vars["openl3.batch_normalization_6.running_mean"].shallow_clone();
+        let _ = mean.g_add_scalar_(0.5);
+    });
+    let (changed_float, changed_int8) = both();
+    assert!(rel_diff(&changed_float, &float) > 1e-2, "the change shows");
+    close(&changed_float, &changed_int8);
+}
+
+/// The whole model with OpenL3 in int8 gives the same labels as float32 on generated
+/// scenes, and nearly the same probabilities (what `avscene bench --int8` reports).
+#[test]
+fn the_whole_model_in_int8_agrees_with_float32_on_generated_scenes() {
+    if let Err(e) = avscene::model::int8::engine() {
+        common::cannot_run("int8", &e.to_string());
+        return;
+    }
+    let model = Model::fresh(ModelSpec::small(), Device::Cpu);
+    let config = avscene::infer::InferenceConfig::default();
+    let (accuracy, model) = avscene::infer::bench::int8_accuracy(model, &config, 3, 2);
+    let a = accuracy.expect("int8 runs on the CPU");
+    assert_eq!((a.frames, a.windows), (30, 6));
+    assert!(a.cosine_min > 0.995, "{a:?}");
+    assert!(a.top1_agree + 1 >= a.windows, "{a:?}");
+    assert!(a.max_probability_diff < 0.05, "{a:?}");
+    assert!(!model.net.openl3.uses_int8(), "left in float32");
 }

@@ -1,8 +1,10 @@
 //! `avscene bench`: the inference engine on synthetic windows.
 
 use super::context::{CommandError, ModelChoice, Result, print};
-use crate::infer::InferenceConfig;
-use crate::infer::bench::{BenchPlan, BenchRecord, OverloadRecord, overload, run as measure};
+use crate::infer::bench::{
+    BenchPlan, BenchRecord, Int8Accuracy, OverloadRecord, int8_accuracy, overload, run as measure,
+};
+use crate::infer::{InferenceConfig, Precision};
 
 /// Measure inference on synthetic windows (no capture, no broker): windows/s, latency
 /// p50/p99 and real-time factor for the naive path (every window from scratch) and the
@@ -37,6 +39,11 @@ pub struct BenchArgs {
     /// NCHW layout rather than oneDNN's blocked one (the default on the CPU), to compare.
     #[arg(long)]
     pub plain_layout: bool,
+    /// OpenL3's convolution stack in int8, as inference.openl3_precision = "int8"; then
+    /// measure its accuracy against float32 on generated scenes (embedding cosine, the
+    /// whole model's top-1 agreement).
+    #[arg(long)]
+    pub int8: bool,
 }
 
 pub fn run(args: BenchArgs) -> Result {
@@ -58,8 +65,18 @@ pub fn run(args: BenchArgs) -> Result {
     let config = InferenceConfig {
         audio_stride: args.audio_stride,
         fast_stft: args.fast_stft,
+        openl3_precision: if args.int8 {
+            Precision::Int8
+        } else {
+            Precision::Float32
+        },
         ..Default::default()
     };
+    if args.int8 {
+        if let Err(e) = model.net.openl3.set_int8(true) {
+            return Err(CommandError::Input(format!("--int8: {e}")));
+        }
+    }
     let plan = BenchPlan::new(args.quick, args.batches.clone(), args.threads.clone());
     if !args.json {
         print(header(&model, &args));
@@ -75,6 +92,23 @@ pub fn run(args: BenchArgs) -> Result {
             print(row(r));
         }
     });
+    let model = if args.int8 {
+        // Small enough to add a minute or two to the run: 4 scenes × 3 windows (2 × 2 quick).
+        let (streams, windows) = if args.quick { (2, 2) } else { (4, 3) };
+        let threads = plan.threads.iter().copied().max().unwrap_or(1);
+        tch::set_num_threads(threads as i32);
+        let (accuracy, model) = int8_accuracy(model, &config, streams, windows);
+        let accuracy = accuracy.map_err(|e| CommandError::Input(format!("--int8: {e}")))?;
+        if json {
+            let line = serde_json::json!({ "int8_accuracy": accuracy });
+            print(format!("{line}\n"));
+        } else {
+            print(int8_line(&accuracy));
+        }
+        model
+    } else {
+        model
+    };
     if json {
         return Ok(());
     }
@@ -140,10 +174,18 @@ fn header(model: &crate::model::Model, args: &BenchArgs) -> String {
             "plain NCHW"
         }
     };
-    let layout = name(model.net.openl3.uses_blocked());
+    let layout = if model.net.openl3.uses_int8() {
+        "channels-last"
+    } else {
+        name(model.net.openl3.uses_blocked())
+    };
     let image_layout = name(model.net.video.uses_blocked());
+    let precision = match crate::model::int8::engine() {
+        Ok(engine) if model.net.openl3.uses_int8() => format!("int8 (libtorch's {engine} engine)"),
+        _ => "float32".into(),
+    };
     format!(
-        "avscene bench: model {} ({}), device {:?}, {cores} CPU core(s) {cpu}, audio stride {} × 0.1 s, STFT by {stft}, OpenL3 layout {layout}, image layout {image_layout}\n\
+        "avscene bench: model {} ({}), device {:?}, {cores} CPU core(s) {cpu}, audio stride {} × 0.1 s, STFT by {stft}, OpenL3 layout {layout} in {precision}, image layout {image_layout}\n\
          {peak}\
          encoders: {per_frame:.1} GFLOP per OpenL3 frame, {per_image:.1} per image; a cached hop (one stream-second) encodes {} frames + 1 image, a naive window {} frames + {} images\n\
          {:<7} {:>5} {:>7} {:>12} {:>10} {:>10} {:>8} {:>9} {:>7}\n",
@@ -173,6 +215,20 @@ fn row(r: &BenchRecord) -> String {
     format!(
         "{:<7} {:>5} {:>7} {:>12.4} {:>10.1} {:>10.1} {:>8.3} {:>9.1} {:>7}\n",
         r.path, r.batch, r.threads, r.windows_per_s, r.p50_ms, r.p99_ms, r.rtf, r.gflop_per_s, peak
+    )
+}
+
+fn int8_line(a: &Int8Accuracy) -> String {
+    format!(
+        "int8 against float32 on generated scenes: OpenL3 embeddings of {} frames, cosine mean {:.5}, min {:.5}; \
+         the whole model on {} windows: top-1 agrees on {}/{}, class probabilities differ by at most {:.4}\n",
+        a.frames,
+        a.cosine_mean,
+        a.cosine_min,
+        a.windows,
+        a.top1_agree,
+        a.windows,
+        a.max_probability_diff
     )
 }
 

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{Engine, InferenceConfig, spawn_worker};
+use tch::Tensor;
+
+use super::{Engine, InferenceConfig, Precision, spawn_worker};
 use crate::capture::window_queue;
 use crate::features::IMAGE_BYTES;
 use crate::model::Model;
@@ -69,10 +71,13 @@ pub struct BenchRecord {
     pub profile: String,
     pub device: String,
     pub audio_stride: u64,
-    /// OpenL3's convolution layout on the CPU: `blocked` (oneDNN) or `nchw`.
+    /// OpenL3's convolution layout on the CPU: `blocked` (oneDNN), `nchw`, or `nhwc`
+    /// (int8's channels-last).
     pub openl3_layout: &'static str,
     /// The ResNet trunk's, the same way.
     pub image_layout: &'static str,
+    /// OpenL3's arithmetic: `float32` or `int8` (`inference.openl3_precision`).
+    pub openl3_precision: &'static str,
     /// The encoders' arithmetic per second (src/model/flops.rs): per window, the OpenL3
     /// frames and images this path encodes (cached: the hop's new ones; naive: all).
     pub gflop_per_s: f64,
@@ -81,10 +86,11 @@ pub struct BenchRecord {
 }
 
 impl BenchRecord {
-    /// `gflop_per_s` as a share of the peak, in per cent.
+    /// `gflop_per_s` as a share of the peak, in per cent: float32 only (int8 has its own
+    /// peak, which this does not model).
     pub fn percent_of_peak(&self) -> Option<f64> {
         self.peak_gflop_per_s
-            .filter(|&p| p > 0.0 && self.device == "cpu")
+            .filter(|&p| p > 0.0 && self.device == "cpu" && self.openl3_precision == "float32")
             .map(|p| 100.0 * self.gflop_per_s / p)
     }
 }
@@ -133,6 +139,149 @@ pub fn synthetic_stream(name: &str, windows: usize, seed: u64) -> Vec<Window> {
     out
 }
 
+/// Consecutive windows (1 s hop) of one generated scene, different for each seed: its
+/// sound changes every 2 s between a chord, coloured noise and clicks at levels set by
+/// the seed, and its picture is a moving gradient. Nothing in it is shared with
+/// [`crate::model::int8::calibration_audio`], so int8 is measured on audio it was not
+/// calibrated on.
+pub fn scene_stream(name: &str, windows: usize, seed: u64) -> Vec<Window> {
+    let mut assembler = Assembler::new(name, &WindowConfig::default());
+    let mut out = Vec::new();
+    let mut state = seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    };
+    let root = 140.0 + 97.0 * (seed % 7) as f32;
+    let level = 0.5 / (1 + seed % 4) as f32;
+    let mut smooth = 0.0f32;
+    for tenth in 0..(windows as u64 + 10) * 10 {
+        let pts = tenth * 100_000_000;
+        if tenth % 10 == 0 {
+            let second = tenth / 10;
+            let image: Vec<u8> = (0..IMAGE_BYTES)
+                .map(|i| {
+                    let (pixel, channel) = (i / 3, i % 3);
+                    let (y, x) = (pixel / 224, pixel % 224);
+                    ((x as u64 * (seed + 1) + y as u64 * (channel as u64 + 2) + second * 13) % 256)
+                        as u8
+                })
+                .collect();
+            out.extend(assembler.push_frame(pts, Arc::from(image)));
+        }
+        let part = (tenth / 20 + seed) % 3;
+        let samples: Vec<f32> = (0..4800u64)
+            .map(|i| {
+                let t = (tenth * 4800 + i) as f32 / 48_000.0;
+                let n = noise();
+                smooth = 0.97 * smooth + 0.03 * n;
+                level
+                    * match part {
+                        0 => [1.0, 1.25, 1.5]
+                            .iter()
+                            .map(|r| (std::f32::consts::TAU * root * r * t).sin() / 3.0)
+                            .sum::<f32>(),
+                        1 => 4.0 * smooth + 0.05 * n,
+                        _ if i % 1200 < 30 => n,
+                        _ => 0.02 * n,
+                    }
+            })
+            .collect();
+        out.extend(assembler.push_audio(pts, &samples));
+    }
+    out.truncate(windows);
+    out
+}
+
+/// The int8 path against float32 on the same generated scenes ([`int8_accuracy`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Int8Accuracy {
+    /// libtorch's quantized engine (`X86`, `FBGEMM`, …).
+    pub engine: String,
+    /// OpenL3 embeddings compared, and their cosine similarity to float32's.
+    pub frames: usize,
+    pub cosine_mean: f64,
+    pub cosine_min: f64,
+    /// Windows the whole model classified both ways, and on how many the top label agrees.
+    pub windows: usize,
+    pub top1_agree: usize,
+    /// The largest difference of any class probability between the two.
+    pub max_probability_diff: f64,
+}
+
+/// Run `streams` generated scenes of `windows` windows each through the model in float32
+/// and in int8: OpenL3's embeddings of each scene's first ten seconds (one per second),
+/// and the whole model's labels per window.
+pub fn int8_accuracy(
+    model: Model,
+    config: &InferenceConfig,
+    streams: usize,
+    windows: usize,
+) -> (Result<Int8Accuracy, crate::model::int8::Int8Error>, Model) {
+    let scenes: Vec<Vec<Window>> = (0..streams)
+        .map(|s| scene_stream(&format!("scene{s}"), windows, s as u64))
+        .collect();
+    let samples = crate::features::AUDIO_FRAME_SAMPLES;
+    let frames: Vec<f32> = scenes
+        .iter()
+        .filter_map(|scene| scene.first())
+        .flat_map(|w| w.audio.chunks_exact(samples).flatten().copied())
+        .collect();
+    let frames = Tensor::from_slice(&frames)
+        .view([-1, samples as i64])
+        .to_device(model.vs.device());
+    let mut probabilities = Vec::new();
+    let mut embeddings = Vec::new();
+    let mut model = model;
+    for precision in [Precision::Float32, Precision::Int8] {
+        let config = InferenceConfig {
+            cache: true,
+            openl3_precision: precision,
+            ..config.clone()
+        };
+        let mut engine = Engine::new(model, &config);
+        let net = &engine.model().net;
+        if precision == Precision::Int8 && !net.openl3.uses_int8() {
+            let why = net.openl3.set_int8(true).err().unwrap_or_else(|| {
+                crate::model::int8::Int8Error::Unavailable("int8 did not turn on".into())
+            });
+            return (Err(why), engine.into_model());
+        }
+        embeddings.push(tch::no_grad(|| net.embed_audio_frames(&frames)));
+        let mut probs = Vec::new();
+        for i in 0..windows {
+            let batch: Vec<Window> = scenes.iter().map(|s| s[i].clone()).collect();
+            probs.extend(engine.classify(&batch).into_iter().map(|r| r.probabilities));
+        }
+        probabilities.push(probs);
+        model = engine.into_model();
+    }
+    let _ = model.net.openl3.set_int8(false);
+    let cosine = Tensor::cosine_similarity(&embeddings[0], &embeddings[1], 1, 1e-8);
+    let top = crate::support::argmax;
+    let (float, int) = (&probabilities[0], &probabilities[1]);
+    let accuracy = Int8Accuracy {
+        engine: crate::model::int8::engine().unwrap_or_default(),
+        frames: cosine.size()[0] as usize,
+        cosine_mean: cosine.mean(tch::Kind::Double).double_value(&[]),
+        cosine_min: cosine.min().double_value(&[]),
+        windows: float.len(),
+        top1_agree: float
+            .iter()
+            .zip(int)
+            .filter(|(a, b)| top(a) == top(b))
+            .count(),
+        max_probability_diff: float
+            .iter()
+            .zip(int)
+            .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64))
+            .fold(0.0, f64::max),
+    };
+    (Ok(accuracy), model)
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -176,6 +325,11 @@ fn measure(
     let openl3_layout = layout(model.net.openl3.uses_blocked());
     let image_layout = layout(model.net.video.uses_blocked());
     let mut engine = Engine::new(model, config);
+    let (openl3_layout, openl3_precision) = if engine.model().net.openl3.uses_int8() {
+        ("nhwc", "int8")
+    } else {
+        (openl3_layout, "float32")
+    };
     let warmup = usize::from(cached);
     let streams: Vec<Vec<Window>> = (0..batch)
         .map(|s| synthetic_stream(&format!("bench{s}"), warmup + iterations, s as u64))
@@ -207,6 +361,7 @@ fn measure(
         audio_stride: config.audio_stride,
         openl3_layout,
         image_layout,
+        openl3_precision,
         gflop_per_s: work * windows_per_s / 1e9,
         peak_gflop_per_s: crate::support::cpu::CpuPeak::detect().map(|p| p.gflops(threads)),
     };

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tch::{Device, Kind, Tensor};
 
-use super::InferenceConfig;
+use super::{InferenceConfig, Precision};
 use crate::features::{AUDIO_FRAME_SAMPLES, AUDIO_FRAMES, IMAGES, audio, image};
 use crate::model::Model;
 use crate::support::argmax;
@@ -89,6 +89,19 @@ impl Engine {
         let device = model.vs.device();
         if model.net.openl3.set_fft(config.fast_stft) != config.fast_stft {
             tracing::warn!("inference.fast_stft: the model's DFT kernels are custom; using them");
+        }
+        let int8 = config.openl3_precision == Precision::Int8;
+        let was_int8 = model.net.openl3.uses_int8();
+        match model.net.openl3.set_int8(int8) {
+            Ok(true) if was_int8 => {}
+            Ok(true) => tracing::info!(
+                "OpenL3 runs in int8 (libtorch's {} engine; inference.openl3_precision)",
+                crate::model::int8::engine().unwrap_or_default()
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!("inference.openl3_precision = \"int8\": {e}; OpenL3 runs in float32")
+            }
         }
         Engine {
             model,

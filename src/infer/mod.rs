@@ -9,6 +9,6 @@ mod engine;
 mod worker;
 
 pub use classify::{Classification, ClassifyError, Probabilities, WindowLabel, classify_file};
-pub use config::InferenceConfig;
+pub use config::{InferenceConfig, Precision};
 pub use engine::{CacheCounts, Engine, SceneResult};
 pub use worker::{Worker, WorkerStats, spawn_worker};

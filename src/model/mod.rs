@@ -16,6 +16,7 @@ pub mod flops;
 mod image;
 pub mod import;
 mod init;
+pub mod int8;
 
 mod openl3;
 pub mod pretrained;

@@ -11,6 +11,7 @@ use super::blocked::{
     Derived, LayoutSwitch, PackedConv, conv_bn_variables, fold_batch_norm, version_key,
 };
 use super::init;
+use super::int8::{self, Int8Conv, Int8Error, Quantization};
 use super::spec::{ModelSpec, OPENL3_EMBEDDING};
 use crate::features::{FeatureSpec, spectrogram};
 
@@ -36,6 +37,22 @@ pub struct OpenL3 {
     blocked: LayoutSwitch,
     /// The folded convolutions and the embedding layer, reordered for oneDNN.
     packed: Derived<Vec<PackedConv>>,
+    /// On the CPU, run the convolution stack in int8 (opt-in: faster, slightly less
+    /// exact; `inference.openl3_precision`).
+    int8: AtomicBool,
+    /// The stack quantized and calibrated (src/model/int8.rs), or why it could not be.
+    quantized: Derived<Result<Int8Stack, String>>,
+    /// One frame's samples and their rate, for the calibration audio.
+    frame: (i64, i64),
+}
+
+/// OpenL3's convolution stack in int8: how its input is quantized, then the seven
+/// convolutions (ReLU fused) and the embedding layer, each requantizing its output to
+/// the range calibrated for it.
+#[derive(Debug)]
+struct Int8Stack {
+    input: Quantization,
+    convs: Vec<Int8Conv>,
 }
 
 /// OpenL3's convolutions as (in, out, max-pooled after): blocks of two 3×3
@@ -116,7 +133,37 @@ impl OpenL3 {
             folded: Derived::new(),
             blocked: LayoutSwitch::new(),
             packed: Derived::new(),
+            int8: AtomicBool::new(false),
+            quantized: Derived::new(),
+            frame: (features.frame_samples, features.sample_rate),
         }
+    }
+
+    /// Run the convolution stack in int8 on the CPU (off by default). Turning it on
+    /// quantizes and calibrates the stack now, so a machine or model that cannot run it
+    /// says why here, not on the first window; it stays off then. Returns whether int8
+    /// is in use.
+    pub fn set_int8(&self, on: bool) -> Result<bool, Int8Error> {
+        self.int8.store(false, Ordering::Relaxed);
+        if !on {
+            return Ok(false);
+        }
+        let device = self.dft_real.device();
+        if device != tch::Device::Cpu {
+            return Err(Int8Error::Unavailable(format!(
+                "int8 runs on the CPU; this model is on {device:?}"
+            )));
+        }
+        int8::engine()?;
+        self.with_int8(|_| ())
+            .map_err(|message| Int8Error::Unavailable(message))?;
+        self.int8.store(true, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Whether the CPU path runs the convolution stack in int8.
+    pub fn uses_int8(&self) -> bool {
+        self.int8.load(Ordering::Relaxed)
     }
 
     /// Use oneDNN's blocked layout on the CPU (the default where libtorch has oneDNN);
@@ -182,6 +229,15 @@ impl OpenL3 {
             .spectrogram(frames)
             .unsqueeze(1)
             .apply_t(&self.input_bn, false);
+        if xs.device() == tch::Device::Cpu && self.uses_int8() {
+            match self.convs_int8(&xs) {
+                Ok(ys) => return ys,
+                Err(e) => {
+                    tracing::error!("OpenL3's int8 path failed ({e}); running float32 from now on");
+                    self.int8.store(false, Ordering::Relaxed);
+                }
+            }
+        }
         if xs.device() == tch::Device::Cpu && self.uses_blocked() {
             return self.convs_blocked(&xs);
         }
@@ -247,6 +303,92 @@ impl OpenL3 {
                     .to_dense(None, false)
                     .flatten(1, -1)
             })
+        })
+    }
+
+    /// The stack in int8: quantize the input once, stay in int8 through every
+    /// convolution and pool, dequantize the 512 embeddings.
+    fn convs_int8(&self, xs: &Tensor) -> Result<Tensor, String> {
+        self.with_int8(|stack| {
+            tch::no_grad(|| {
+                let mut ys = stack.input.quantize(xs);
+                let (embedding, convs) = stack.convs.split_last().expect("eight convolutions");
+                for (conv, (_, _, pool)) in convs.iter().zip(&self.convs) {
+                    ys = conv.forward(&ys)?;
+                    if *pool {
+                        ys = ys.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+                    }
+                }
+                Ok(embedding
+                    .forward(&ys)?
+                    .max_pool2d(self.pool, self.pool, [0, 0], [1, 1], false)
+                    .dequantize()
+                    .flatten(1, -1))
+            })
+            .map_err(|e: Int8Error| e.to_string())
+        })?
+    }
+
+    /// Run `f` on the int8 stack for the current weights, quantizing and calibrating it
+    /// first if they changed.
+    fn with_int8<R>(&self, f: impl FnOnce(&Int8Stack) -> R) -> Result<R, String> {
+        self.quantized.with(
+            self.version_key(),
+            || self.quantize().map_err(|e| e.to_string()),
+            |stack| stack.as_ref().map(f).map_err(Clone::clone),
+        )
+    }
+
+    /// Calibrate each activation's range on generated audio through the float32 stack
+    /// (the same folded convolutions), then quantize every convolution.
+    fn quantize(&self) -> Result<Int8Stack, Int8Error> {
+        let (samples, rate) = self.frame;
+        let audio = int8::calibration_audio(rate, samples).to_device(self.dft_real.device());
+        let folded = self.folded_convs();
+        // (min, max) of the stack's input, then of each convolution's output.
+        let mut ranges = vec![(f64::INFINITY, f64::NEG_INFINITY); folded.len() + 2];
+        let mut widen = |i: usize, t: &Tensor| {
+            let (lo, hi) = &mut ranges[i];
+            *lo = lo.min(t.min().double_value(&[]));
+            *hi = hi.max(t.max().double_value(&[]));
+        };
+        tch::no_grad(|| {
+            for chunk in audio.split(4, 0) {
+                let mut xs = self
+                    .spectrogram(&chunk)
+                    .unsqueeze(1)
+                    .apply_t(&self.input_bn, false);
+                widen(0, &xs);
+                for (i, ((weight, bias), (_, _, pool))) in
+                    folded.iter().zip(&self.convs).enumerate()
+                {
+                    xs = xs
+                        .conv2d(weight, Some(bias), [1, 1], [1, 1], [1, 1], 1)
+                        .relu_();
+                    widen(i + 1, &xs);
+                    if *pool {
+                        xs = xs.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+                    }
+                }
+                widen(folded.len() + 1, &xs.apply(&self.embedding));
+            }
+        });
+        let quantization = |(lo, hi): (f64, f64)| Quantization::covering(lo, hi);
+        let mut convs = Vec::with_capacity(folded.len() + 1);
+        for (i, (weight, bias)) in folded.iter().enumerate() {
+            let output = quantization(ranges[i + 1]);
+            convs.push(Int8Conv::new(weight, bias, 1, 1, output, true)?);
+        }
+        let e = &self.embedding;
+        let bias = e.bs.as_ref().map_or_else(
+            || Tensor::zeros([OPENL3_EMBEDDING], (tch::Kind::Float, e.ws.device())),
+            Tensor::shallow_clone,
+        );
+        let output = quantization(ranges[folded.len() + 1]);
+        convs.push(Int8Conv::new(&e.ws, &bias, 1, 1, output, false)?);
+        Ok(Int8Stack {
+            input: quantization(ranges[0]),
+            convs,
         })
     }
 

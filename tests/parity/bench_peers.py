@@ -2,7 +2,9 @@
 random weights) and the same work: one stream-second = 10 OpenL3 frames + 1 ResNet50
 image + the head over a 10 s window. PyTorch eager (its BatchNorms as they are, eval
 mode) and ONNX Runtime (the same modules exported to ONNX; ORT folds and fuses what it
-can and picks its own CPU layout). Run by scripts/bench-peers.sh.
+can and picks its own CPU layout), then ONNX Runtime with OpenL3 statically quantized to
+int8 (per-channel weights, calibrated activations: the peer of avscene's
+`inference.openl3_precision = "int8"`). Run by scripts/bench-peers.sh.
 
     python tests/parity/bench_peers.py --threads 2 [--hops 5] [--json]
 """
@@ -96,3 +98,41 @@ with tempfile.TemporaryDirectory() as tmp:
             session.run(None, feed)
 
     report(f"onnxruntime {ort.__version__}", timed(ort_hop))
+
+    try:
+        from onnxruntime import quantization as q
+    except ImportError:
+        print("onnxruntime.quantization is not available: no ONNX Runtime int8 figure")
+        raise SystemExit(0)
+
+    class Frames(q.CalibrationDataReader):
+        """A few frames of noise at several levels, as avscene calibrates on generated audio."""
+
+        def __init__(self):
+            name = sessions[0][0].get_inputs()[0].name
+            self.batches = iter(
+                [{name: (torch.randn(10, 48000) * level).numpy()} for level in (0.003, 0.05, 0.5)]
+            )
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    source = os.path.join(tmp, "openl3.onnx")
+    prepared = os.path.join(tmp, "openl3-prepared.onnx")
+    quantized = os.path.join(tmp, "openl3-int8.onnx")
+    q.quant_pre_process(source, prepared)
+    # Reduced-range activations on CPUs without VNNI, as ORT recommends for AVX2 (and as
+    # avscene does): the u8×s8 pair sums saturate at full range.
+    q.quantize_static(
+        prepared,
+        quantized,
+        Frames(),
+        quant_format=q.QuantFormat.QOperator,
+        per_channel=True,
+        reduce_range=True,
+        activation_type=q.QuantType.QUInt8,
+        weight_type=q.QuantType.QInt8,
+    )
+    session = ort.InferenceSession(quantized, options, providers=["CPUExecutionProvider"])
+    sessions[0] = (session, {session.get_inputs()[0].name: frames.numpy()})
+    report(f"onnxruntime {ort.__version__} int8 OpenL3", timed(ort_hop))
