@@ -327,12 +327,11 @@ pub fn calibration_audio(sample_rate: i64, samples: i64) -> Tensor {
             })
             .collect();
         // A logarithmic sweep from 40 Hz to 0.9 × Nyquist over the frame.
-        let (f1, f2) = (40.0, 0.45 * rate);
-        let span = n as f64 / rate;
+        let (f1, f2): (f64, f64) = (40.0, 0.45 * rate);
+        let k = (f2 / f1).ln() / (n as f64 / rate);
         let sweep: Vec<f64> = (0..n)
             .map(|t| {
                 let t = t as f64 / rate;
-                let k = (f2 / f1 as f64).ln() / span;
                 (std::f64::consts::TAU * f1 * ((k * t).exp() - 1.0) / k).sin()
             })
             .collect();
