@@ -203,22 +203,28 @@ fn a_device_that_is_not_there_is_a_clear_error() {
     assert!("tpu".parse::<DeviceSpec>().is_err());
 }
 
+/// `avscene bench --quick --profile small --json --batches 1 --threads 1`, plus `extra`.
+fn quick_bench_json(extra: &[&str]) -> std::process::Output {
+    let args = [
+        "bench",
+        "--quick",
+        "--profile",
+        "small",
+        "--json",
+        "--batches",
+        "1",
+        "--threads",
+        "1",
+    ];
+    std::process::Command::new(env!("CARGO_BIN_EXE_avscene"))
+        .args(args.iter().chain(extra))
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn bench_prints_one_json_object_per_configuration() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_avscene"))
-        .args([
-            "bench",
-            "--quick",
-            "--profile",
-            "small",
-            "--json",
-            "--batches",
-            "1",
-            "--threads",
-            "1",
-        ])
-        .output()
-        .unwrap();
+    let out = quick_bench_json(&[]);
     assert!(
         out.status.success(),
         "{}",
@@ -251,21 +257,7 @@ fn bench_int8_runs_the_int8_path_and_reports_its_accuracy() {
         common::cannot_run("int8", &e.to_string());
         return;
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_avscene"))
-        .args([
-            "bench",
-            "--int8",
-            "--quick",
-            "--profile",
-            "small",
-            "--json",
-            "--batches",
-            "1",
-            "--threads",
-            "1",
-        ])
-        .output()
-        .unwrap();
+    let out = quick_bench_json(&["--int8"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     // libtorch's one-time deprecation notice for quantized tensors is not passed on.

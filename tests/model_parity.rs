@@ -249,12 +249,20 @@ fn the_blocked_image_trunk_gives_the_plain_result_and_follows_weight_changes() {
     assert!(diff < 1e-5, "after the change, blocked vs plain: {diff:e}");
 }
 
+/// Whether libtorch can run int8 here; says why not where it cannot.
+fn int8_available() -> bool {
+    let engine = avscene::model::int8::engine();
+    if let Err(e) = &engine {
+        common::cannot_run("int8", &e.to_string());
+    }
+    engine.is_ok()
+}
+
 /// OpenL3's int8 path (opt-in) stays close to float32 on audio it was not calibrated on,
 /// really runs in int8, and is recalibrated when a weight changes in place.
 #[test]
 fn int8_openl3_stays_close_to_float32_and_follows_weight_changes() {
-    if let Err(e) = avscene::model::int8::engine() {
-        common::cannot_run("int8", &e.to_string());
+    if !int8_available() {
         return;
     }
     let model = Model::fresh(ModelSpec::full(), Device::Cpu);
@@ -294,8 +302,7 @@ fn int8_openl3_stays_close_to_float32_and_follows_weight_changes() {
 /// scenes, and nearly the same probabilities (what `avscene bench --int8` reports).
 #[test]
 fn the_whole_model_in_int8_agrees_with_float32_on_generated_scenes() {
-    if let Err(e) = avscene::model::int8::engine() {
-        common::cannot_run("int8", &e.to_string());
+    if !int8_available() {
         return;
     }
     let model = Model::fresh(ModelSpec::small(), Device::Cpu);

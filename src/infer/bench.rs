@@ -147,13 +147,8 @@ pub fn synthetic_stream(name: &str, windows: usize, seed: u64) -> Vec<Window> {
 pub fn scene_stream(name: &str, windows: usize, seed: u64) -> Vec<Window> {
     let mut assembler = Assembler::new(name, &WindowConfig::default());
     let mut out = Vec::new();
-    let mut state = seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
-    let mut noise = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    };
+    let mut rng = crate::support::SplitMix(seed);
+    let mut noise = move || rng.range(-1.0, 1.0) as f32;
     let root = 140.0 + 97.0 * (seed % 7) as f32;
     let level = 0.5 / (1 + seed % 4) as f32;
     let mut smooth = 0.0f32;
@@ -232,6 +227,10 @@ pub fn int8_accuracy(
     let frames = Tensor::from_slice(&frames)
         .view([-1, samples as i64])
         .to_device(model.vs.device());
+    // Fail here, with the reason, rather than compare float32 with itself.
+    if let Err(why) = model.net.openl3.set_int8(true) {
+        return (Err(why), model);
+    }
     let mut probabilities = Vec::new();
     let mut embeddings = Vec::new();
     let mut model = model;
@@ -243,12 +242,6 @@ pub fn int8_accuracy(
         };
         let mut engine = Engine::new(model, &config);
         let net = &engine.model().net;
-        if precision == Precision::Int8 && !net.openl3.uses_int8() {
-            let why = net.openl3.set_int8(true).err().unwrap_or_else(|| {
-                crate::model::int8::Int8Error::Unavailable("int8 did not turn on".into())
-            });
-            return (Err(why), engine.into_model());
-        }
         embeddings.push(tch::no_grad(|| net.embed_audio_frames(&frames)));
         let mut probs = Vec::new();
         for i in 0..windows {

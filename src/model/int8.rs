@@ -289,13 +289,8 @@ mod ffi {
 pub fn calibration_audio(sample_rate: i64, samples: i64) -> Tensor {
     let n = samples as usize;
     let rate = sample_rate as f64;
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut noise = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    };
+    let mut rng = crate::support::SplitMix(0x2545_f491_4f6c_dd1d);
+    let mut noise = move || rng.range(-1.0, 1.0);
     let peak_normalized = |mut x: Vec<f64>, level_db: f64| {
         let peak = x.iter().fold(1e-12, |m, v| v.abs().max(m));
         let gain = 10f64.powf(level_db / 20.0) / peak;

@@ -225,10 +225,7 @@ impl OpenL3 {
     /// extractor (no gradients reach it): its batch norms always use their running
     /// statistics, folded into the convolutions.
     pub fn forward(&self, frames: &Tensor) -> Tensor {
-        let mut xs = self
-            .spectrogram(frames)
-            .unsqueeze(1)
-            .apply_t(&self.input_bn, false);
+        let xs = self.stack_input(frames);
         if xs.device() == tch::Device::Cpu && self.uses_int8() {
             match self.convs_int8(&xs) {
                 Ok(ys) => return ys,
@@ -241,23 +238,40 @@ impl OpenL3 {
         if xs.device() == tch::Device::Cpu && self.uses_blocked() {
             return self.convs_blocked(&xs);
         }
-        for ((weight, bias), (_, _, pool)) in self.folded_convs().iter().zip(&self.convs) {
+        self.pooled(&self.folded_stack(&xs, |_, _| ()))
+    }
+
+    /// The conv stack's input: (N, 1, n_mels, T) log-mel spectrograms of (N, 48000)
+    /// frames, through the input batch norm.
+    fn stack_input(&self, frames: &Tensor) -> Tensor {
+        self.spectrogram(frames)
+            .unsqueeze(1)
+            .apply_t(&self.input_bn, false)
+    }
+
+    /// The folded float32 stack on `xs` up to the embedding convolution's output (before
+    /// its pool). `observe(i, ys)` sees convolution i's output after its ReLU, and last
+    /// the embedding convolution's (the int8 calibration reads their ranges).
+    fn folded_stack(&self, xs: &Tensor, mut observe: impl FnMut(usize, &Tensor)) -> Tensor {
+        let folded = self.folded_convs();
+        let mut xs = xs.shallow_clone();
+        for (i, ((weight, bias), (_, _, pool))) in folded.iter().zip(&self.convs).enumerate() {
             xs = xs
                 .conv2d(weight, Some(bias), [1, 1], [1, 1], [1, 1], 1)
                 .relu_();
+            observe(i, &xs);
             if *pool {
                 xs = xs.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
             }
         }
-        self.embed(&xs)
+        let embedding = xs.apply(&self.embedding);
+        observe(folded.len(), &embedding);
+        embedding
     }
 
     /// The same, layer by layer as torchopenl3 computes it (for checking the folding).
     pub fn forward_layers(&self, frames: &Tensor) -> Tensor {
-        let mut xs = self
-            .spectrogram(frames)
-            .unsqueeze(1)
-            .apply_t(&self.input_bn, false);
+        let mut xs = self.stack_input(frames);
         for (conv, bn, pool) in &self.convs {
             xs = xs.apply(conv).apply_t(bn, false).relu();
             if *pool {
@@ -268,7 +282,12 @@ impl OpenL3 {
     }
 
     fn embed(&self, xs: &Tensor) -> Tensor {
-        xs.apply(&self.embedding)
+        self.pooled(&xs.apply(&self.embedding))
+    }
+
+    /// The embedding layer's output max-pooled over the whole map: (N, 512).
+    fn pooled(&self, embedding: &Tensor) -> Tensor {
+        embedding
             .max_pool2d(self.pool, self.pool, [0, 0], [1, 1], false)
             .flatten(1, -1)
     }
@@ -319,11 +338,7 @@ impl OpenL3 {
                         ys = ys.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
                     }
                 }
-                Ok(embedding
-                    .forward(&ys)?
-                    .max_pool2d(self.pool, self.pool, [0, 0], [1, 1], false)
-                    .dequantize()
-                    .flatten(1, -1))
+                Ok(self.pooled(&embedding.forward(&ys)?).dequantize())
             })
             .map_err(|e: Int8Error| e.to_string())
         })?
@@ -354,23 +369,9 @@ impl OpenL3 {
         };
         tch::no_grad(|| {
             for chunk in audio.split(4, 0) {
-                let mut xs = self
-                    .spectrogram(&chunk)
-                    .unsqueeze(1)
-                    .apply_t(&self.input_bn, false);
+                let xs = self.stack_input(&chunk);
                 widen(0, &xs);
-                for (i, ((weight, bias), (_, _, pool))) in
-                    folded.iter().zip(&self.convs).enumerate()
-                {
-                    xs = xs
-                        .conv2d(weight, Some(bias), [1, 1], [1, 1], [1, 1], 1)
-                        .relu_();
-                    widen(i + 1, &xs);
-                    if *pool {
-                        xs = xs.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
-                    }
-                }
-                widen(folded.len() + 1, &xs.apply(&self.embedding));
+                let _ = self.folded_stack(&xs, |i, ys| widen(i + 1, ys));
             }
         });
         let quantization = |(lo, hi): (f64, f64)| Quantization::covering(lo, hi);
