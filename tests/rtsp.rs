@@ -191,10 +191,14 @@ fn short_freeze(seconds: f64) {
         "{} frames filled beside {filled_s:.2} s of silence: {summary:?}",
         worst.filled_frames
     );
-    // And then in step again: the last window has nothing filled (within 10 ms of audio).
+    // And then in step again: the last window has no frame filled and at most 0.1 s of
+    // audio. Not zero: while the jitter buffer settles after the resume, rtpjitterbuffer
+    // can leave real gaps of a few ms in the stream's timestamps (seen here: 17 ms and
+    // 4 ms, 2–3 s after a 2 s freeze, on a loaded 2-core machine), and those are filled
+    // and counted like any gap. A desync or the freeze itself would be seconds.
     let last = windows.last().unwrap();
     assert!(
-        last.filled_samples < 480 && last.filled_frames == 0,
+        last.filled_samples < SAMPLE_RATE as usize / 10 && last.filled_frames == 0,
         "not back in step: {summary:?}"
     );
 }
