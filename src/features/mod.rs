@@ -39,10 +39,11 @@ pub const IMAGE_STD: [f64; 3] = [0.231, 0.230, 0.231];
 pub const N_DFT: i64 = 2048;
 pub const N_HOP: i64 = 242;
 pub const N_MELS: i64 = 256;
-/// OpenL3 frames per forward call: bounds activation memory (≈ 100 MB per 8 frames at
-/// full size) and is faster per frame on CPU than one huge batch.
+/// Most OpenL3 frames per forward call: bounds activation memory (≈ 100 MB per 8 frames
+/// at full size) and is faster per frame on CPU than one huge batch. Batches are split
+/// evenly under it (`model::even_chunks`).
 pub const AUDIO_CHUNK: i64 = 8;
-/// Images per image-branch forward call in eval mode.
+/// Most images per image-branch forward call in eval mode.
 pub const IMAGE_CHUNK: i64 = 16;
 
 /// The feature settings this build implements, as recorded in model files.

@@ -72,11 +72,12 @@ impl SceneNet {
         self.video.set_blocked(on) && audio
     }
 
-    /// (N, 48000) audio frames → (N, 512) OpenL3 embeddings, [`AUDIO_CHUNK`] frames per
-    /// forward call (OpenL3 is frozen: always eval mode, per frame).
+    /// (N, 48000) audio frames → (N, 512) OpenL3 embeddings, at most [`AUDIO_CHUNK`] frames
+    /// per forward call, the chunks as even as possible (OpenL3 is frozen: always eval
+    /// mode, per frame).
     pub fn embed_audio_frames(&self, frames: &Tensor) -> Tensor {
         let chunks: Vec<Tensor> = frames
-            .split(AUDIO_CHUNK, 0)
+            .split_with_sizes(even_chunks(frames.size()[0], AUDIO_CHUNK), 0)
             .iter()
             .map(|c| self.openl3.forward(c))
             .collect();
@@ -84,14 +85,14 @@ impl SceneNet {
     }
 
     /// (N, 3, 224, 224) normalised images → (N, dim) image-branch embeddings. In eval
-    /// mode [`IMAGE_CHUNK`] images per call (each image is independent); in training the
-    /// whole batch at once, as its batch norms need.
+    /// mode at most [`IMAGE_CHUNK`] images per call, chunked evenly (each image is
+    /// independent); in training the whole batch at once, as its batch norms need.
     pub fn embed_images(&self, images: &Tensor, train: bool) -> Tensor {
         if train {
             return self.video.forward_t(images, true);
         }
         let chunks: Vec<Tensor> = images
-            .split(IMAGE_CHUNK, 0)
+            .split_with_sizes(even_chunks(images.size()[0], IMAGE_CHUNK), 0)
             .iter()
             .map(|c| self.video.forward_t(c, false))
             .collect();
@@ -231,5 +232,32 @@ impl PartCounts {
     /// Everything but OpenL3, which is a frozen feature extractor.
     pub fn total_without_openl3(&self) -> i64 {
         self.audio_branch + self.image_branch + self.fusion
+    }
+}
+
+/// `n` split into the fewest chunks of at most `max`, as even as possible (10 → 5 + 5, not
+/// 8 + 2: a 2-frame tail keeps the CPU's threads half idle).
+fn even_chunks(n: i64, max: i64) -> Vec<i64> {
+    let count = ((n + max - 1) / max).max(1);
+    (0..count).map(|i| n / count + i64::from(i < n % count)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::even_chunks;
+
+    #[test]
+    fn even_chunks_cover_n_in_the_fewest_near_equal_pieces() {
+        assert_eq!(even_chunks(10, 8), [5, 5]);
+        assert_eq!(even_chunks(96, 8), [8; 12]);
+        assert_eq!(even_chunks(17, 8), [6, 6, 5]);
+        assert_eq!(even_chunks(3, 8), [3]);
+        for n in 1..100 {
+            let chunks = even_chunks(n, 8);
+            assert_eq!(chunks.iter().sum::<i64>(), n);
+            assert_eq!(chunks.len() as i64, (n + 7) / 8);
+            let (lo, hi) = (chunks.iter().min().unwrap(), chunks.iter().max().unwrap());
+            assert!(*hi <= 8 && hi - lo <= 1, "{n}: {chunks:?}");
+        }
     }
 }

@@ -3,9 +3,10 @@ GPU sustains at p99 latency < 250 ms. Written for a machine that has PyTorch wit
 and nothing else (no Rust toolchain, no GStreamer, no network), so it runs the same
 architecture in PyTorch (reference.py, random weights) the way avscene's engine runs it on
 CUDA (src/infer/engine.rs, src/model/): OpenL3 with its batch norms folded into its
-convolutions, the kernel-convolution STFT, frames in chunks of 8 (features::AUDIO_CHUNK),
-images in chunks of 16 (IMAGE_CHUNK), the cached embeddings stacked row by row per
-window, the head, softmax and the copy back, the inputs copied from host memory.
+convolutions, the kernel-convolution STFT, frames in even chunks of at most 8
+(features::AUDIO_CHUNK), images likewise of at most 16 (IMAGE_CHUNK), the cached
+embeddings stacked row by row per window, the head, softmax and the copy back, the inputs
+copied from host memory.
 
 1. Checks first: the folded OpenL3 equals the reference one (CPU), and the device's
    cached hop equals the CPU's in float32 within TF32's error (cuDNN's default, which
@@ -151,10 +152,13 @@ class Engine:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def _encode(self, fn, x, chunk):
+        # the fewest chunks of at most `chunk`, as even as possible (model::even_chunks)
+        count = max(1, -(-len(x) // chunk))
+        sizes = [len(x) // count + (i < len(x) % count) for i in range(count)]
         if self.autocast is not None:
             with torch.autocast(self.device.type, dtype=self.autocast):
-                return torch.cat([fn(c) for c in x.split(chunk)]).float()
-        return torch.cat([fn(c) for c in x.split(chunk)])
+                return torch.cat([fn(c) for c in x.split(sizes)]).float()
+        return torch.cat([fn(c) for c in x.split(sizes)])
 
     def batch(self, work):
         """work: host frames (10 b, 48000), host images (b, 224, 224, 3) uint8 and each
