@@ -2,7 +2,8 @@
 # avscene's cached hop beside its peers on the same machine, in one run: PyTorch eager
 # and ONNX Runtime on the same architecture (tests/parity/bench_peers.py), then
 # `avscene bench` (full model, cached path, batch 1), in float32 and with OpenL3 in int8
-# and its STFT by FFT (beside ONNX Runtime's int8; that run also prints its accuracy).
+# and its STFT by FFT (beside ONNX Runtime's int8; that run also prints its accuracy),
+# and on a CPU with bf16 instructions in bfloat16 with the FFT (beside PyTorch's).
 # Makes a venv with torch and onnxruntime in .deps/peers-venv on first use (PyPI's torch
 # wheel: ~2.7 GB), or uses PYTHON if it names one that has both.
 #
@@ -26,3 +27,6 @@ echo "# $(date -u +%F) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | se
 (cd "$repo/tests/parity" && "$python" bench_peers.py --threads "$threads")
 "$binary" bench --batches 1 --threads "$threads" --no-overload | grep -E '^(avscene bench|float32|encoders|path|cached)'
 "$binary" bench --int8 --fast-stft --batches 1 --threads "$threads" --no-overload | grep -E '^(avscene bench|cached|int8)'
+if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
+  "$binary" bench --bf16 --fast-stft --batches 1 --threads "$threads" --no-overload | grep -E '^(avscene bench|cached|bfloat16)'
+fi

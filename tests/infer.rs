@@ -251,6 +251,47 @@ fn bench_prints_one_json_object_per_configuration() {
     }
 }
 
+/// `--bf16` runs OpenL3 in bfloat16 and reports its accuracy where the CPU has bf16
+/// instructions; elsewhere it fails with the reason, before measuring anything.
+#[test]
+fn bench_bf16_runs_bfloat16_or_says_why_it_cannot() {
+    let out = quick_bench_json(&["--bf16"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if avscene::support::cpu::bf16_instructions().is_none() {
+        assert!(!out.status.success(), "{stdout}");
+        assert!(
+            stderr.contains("--bf16: this CPU has no bfloat16 instructions"),
+            "{stderr}"
+        );
+        assert!(stdout.is_empty(), "nothing measured: {stdout}");
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (accuracy, records) = lines.split_last().expect("records and the accuracy");
+    assert_eq!(records.len(), 2, "{lines:?}");
+    for r in records {
+        assert_eq!(r["openl3_precision"], "bfloat16", "{r}");
+        assert_eq!(r["openl3_layout"], "blocked", "{r}");
+    }
+    let a = &accuracy["bfloat16_accuracy"];
+    assert_eq!(
+        (a["frames"].as_u64(), a["windows"].as_u64()),
+        (Some(20), Some(4)),
+        "{a}"
+    );
+    assert!(a["cosine_min"].as_f64().unwrap() > 0.9999, "{a}");
+    assert!(
+        a["cosine_min"].as_f64().unwrap() < 1.0,
+        "not float32 again: {a}"
+    );
+    assert!(a["engine"].as_str().unwrap().ends_with("_bf16"), "{a}");
+}
+
 #[test]
 fn bench_int8_runs_the_int8_path_and_reports_its_accuracy() {
     if let Err(e) = avscene::model::int8::engine() {

@@ -298,20 +298,89 @@ fn int8_openl3_stays_close_to_float32_and_follows_weight_changes() {
     close(&changed_float, &changed_int8);
 }
 
-/// The whole model with OpenL3 in int8 gives the same labels as float32 on generated
-/// scenes, and nearly the same probabilities (what `avscene bench --int8` reports).
+/// OpenL3's bfloat16 path (opt-in) where the CPU has bf16 instructions: within
+/// bfloat16's rounding of float32, really in bfloat16, repacked when a weight changes in
+/// place. On a CPU without them it refuses, saying so, and OpenL3 stays in float32.
 #[test]
-fn the_whole_model_in_int8_agrees_with_float32_on_generated_scenes() {
-    if !int8_available() {
+fn bf16_openl3_stays_close_to_float32_or_says_why_it_cannot() {
+    let model = Model::fresh(ModelSpec::full(), Device::Cpu);
+    let openl3 = &model.net.openl3;
+    let scene = &avscene::infer::bench::scene_stream("bf16", 1, 3)[0];
+    let frames = Tensor::from_slice(&scene.audio[..2 * 48000]).view([2, 48000]);
+    if let Some(instructions) = avscene::support::cpu::bf16_instructions() {
+        println!("this CPU has {instructions}: bfloat16 runs");
+    } else {
+        let e = openl3
+            .set_bf16(true)
+            .expect_err("no bf16 instructions here");
+        assert!(e.to_string().contains("no bfloat16 instructions"), "{e}");
+        assert!(!openl3.uses_bf16(), "stayed float32");
         return;
     }
-    let model = Model::fresh(ModelSpec::small(), Device::Cpu);
-    let config = avscene::infer::InferenceConfig::default();
-    let (accuracy, model) = avscene::infer::bench::int8_accuracy(model, &config, 3, 2);
-    let a = accuracy.expect("int8 runs on the CPU");
-    assert_eq!((a.frames, a.windows), (30, 6));
-    assert!(a.cosine_min > 0.995, "{a:?}");
-    assert!(a.top1_agree + 1 >= a.windows, "{a:?}");
-    assert!(a.max_probability_diff < 0.05, "{a:?}");
-    assert!(!model.net.openl3.uses_int8(), "left in float32");
+    let both = || {
+        assert!(!openl3.set_bf16(false).unwrap());
+        let float = tch::no_grad(|| openl3.forward(&frames));
+        assert!(openl3.set_bf16(true).expect("bfloat16 turns on here"));
+        let bf16 = tch::no_grad(|| openl3.forward(&frames));
+        assert!(openl3.uses_bf16(), "bfloat16 stayed on (no fallback)");
+        (float, bf16)
+    };
+    let close = |float: &Tensor, bf16: &Tensor| {
+        assert_eq!(
+            bf16.kind(),
+            tch::Kind::Float,
+            "embeddings come back in float32"
+        );
+        let worst = Tensor::cosine_similarity(float, bf16, 1, 1e-8)
+            .min()
+            .double_value(&[]);
+        assert!(worst > 0.9999, "bfloat16 vs float32 cosine {worst}");
+        let diff = rel_diff(bf16, float);
+        assert!(diff > 1e-5, "bfloat16 is not float32 in disguise: {diff:e}");
+    };
+    let (float, bf16) = both();
+    close(&float, &bf16);
+    tch::no_grad(|| {
+        let vars = model.vs.variables();
+        let mut w = vars["openl3.conv2d_5.weight"].shallow_clone();
+        let _ = w.g_mul_scalar_(-1.0);
+    });
+    let (changed_float, changed_bf16) = both();
+    assert!(rel_diff(&changed_float, &float) > 1e-2, "the change shows");
+    close(&changed_float, &changed_bf16);
+}
+
+/// The whole model with OpenL3 in int8, and in bfloat16 where the CPU has it, gives the
+/// same labels as float32 on generated scenes, and nearly the same probabilities (what
+/// `avscene bench --int8` / `--bf16` report).
+#[test]
+fn the_whole_model_in_reduced_precision_agrees_with_float32_on_generated_scenes() {
+    use avscene::infer::Precision;
+    let mut model = Model::fresh(ModelSpec::small(), Device::Cpu);
+    let mut precisions = vec![];
+    if int8_available() {
+        precisions.push((Precision::Int8, 0.995));
+    }
+    if avscene::support::cpu::bf16_instructions().is_some() {
+        precisions.push((Precision::Bfloat16, 0.9999));
+    }
+    for (precision, cosine) in precisions {
+        let config = avscene::infer::InferenceConfig {
+            openl3_precision: precision,
+            ..Default::default()
+        };
+        let (accuracy, back) = avscene::infer::bench::precision_accuracy(model, &config, 3, 2);
+        model = back;
+        let a = accuracy.expect("it runs here");
+        assert_eq!(a.precision, precision.name());
+        assert_eq!((a.frames, a.windows), (30, 6));
+        assert!(a.cosine_min > cosine, "{a:?}");
+        assert!(a.top1_agree + 1 >= a.windows, "{a:?}");
+        assert!(a.max_probability_diff < 0.05, "{a:?}");
+        let openl3 = &model.net.openl3;
+        assert!(
+            !openl3.uses_int8() && !openl3.uses_bf16(),
+            "left in float32"
+        );
+    }
 }

@@ -2,7 +2,8 @@
 
 use super::context::{CommandError, ModelChoice, Result, print};
 use crate::infer::bench::{
-    BenchPlan, BenchRecord, Int8Accuracy, OverloadRecord, int8_accuracy, overload, run as measure,
+    BenchPlan, BenchRecord, OverloadRecord, PrecisionAccuracy, overload, precision_accuracy,
+    run as measure,
 };
 use crate::infer::{InferenceConfig, Precision};
 
@@ -42,8 +43,12 @@ pub struct BenchArgs {
     /// OpenL3's convolution stack in int8, as inference.openl3_precision = "int8"; then
     /// measure its accuracy against float32 on generated scenes (embedding cosine, the
     /// whole model's top-1 agreement).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bf16")]
     pub int8: bool,
+    /// OpenL3's convolution stack in bfloat16, as inference.openl3_precision =
+    /// "bfloat16" (CPUs with bf16 instructions); then its accuracy, as for --int8.
+    #[arg(long)]
+    pub bf16: bool,
 }
 
 pub fn run(args: BenchArgs) -> Result {
@@ -65,16 +70,21 @@ pub fn run(args: BenchArgs) -> Result {
     let config = InferenceConfig {
         audio_stride: args.audio_stride,
         fast_stft: args.fast_stft,
-        openl3_precision: if args.int8 {
-            Precision::Int8
-        } else {
-            Precision::Float32
+        openl3_precision: match (args.int8, args.bf16) {
+            (true, _) => Precision::Int8,
+            (_, true) => Precision::Bfloat16,
+            _ => Precision::Float32,
         },
         ..Default::default()
     };
     if args.int8 {
         if let Err(e) = model.net.openl3.set_int8(true) {
             return Err(CommandError::Input(format!("--int8: {e}")));
+        }
+    }
+    if args.bf16 {
+        if let Err(e) = model.net.openl3.set_bf16(true) {
+            return Err(CommandError::Input(format!("--bf16: {e}")));
         }
     }
     let plan = BenchPlan::new(args.quick, args.batches.clone(), args.threads.clone());
@@ -92,18 +102,19 @@ pub fn run(args: BenchArgs) -> Result {
             print(row(r));
         }
     });
-    let model = if args.int8 {
+    let model = if config.openl3_precision != Precision::Float32 {
         // Small enough to add a minute or two to the run: 4 scenes × 3 windows (2 × 2 quick).
         let (streams, windows) = if args.quick { (2, 2) } else { (4, 3) };
         let threads = plan.threads.iter().copied().max().unwrap_or(1);
         tch::set_num_threads(threads as i32);
-        let (accuracy, model) = int8_accuracy(model, &config, streams, windows);
-        let accuracy = accuracy.map_err(|e| CommandError::Input(format!("--int8: {e}")))?;
+        let (accuracy, model) = precision_accuracy(model, &config, streams, windows);
+        let flag = if args.int8 { "--int8" } else { "--bf16" };
+        let accuracy = accuracy.map_err(|e| CommandError::Input(format!("{flag}: {e}")))?;
         if json {
-            let line = serde_json::json!({ "int8_accuracy": accuracy });
-            print(format!("{line}\n"));
+            let key = format!("{}_accuracy", accuracy.precision);
+            print(format!("{}\n", serde_json::json!({ key: accuracy })));
         } else {
-            print(int8_line(&accuracy));
+            print(accuracy_line(&accuracy));
         }
         model
     } else {
@@ -151,13 +162,14 @@ fn header(model: &crate::model::Model, args: &BenchArgs) -> String {
     };
     let peak = match crate::support::cpu::CpuPeak::detect() {
         Some(p) => format!(
-            "float32 peak {:.0} GFLOP/s on all {} physical core(s) ({} cores × {:.2} GHz × {} FLOP/cycle, {}; two FMA units per core assumed), {:.0} on one ({:.2} GHz); clocks measured, nominal {:.2} GHz\n",
+            "float32 peak {:.0} GFLOP/s on all {} physical core(s) ({} cores × {:.2} GHz × {} FLOP/cycle, {} on {}-bit units, two per core assumed), {:.0} on one ({:.2} GHz); clocks measured, nominal {:.2} GHz\n",
             p.gflops(p.physical_cores),
             p.physical_cores,
             p.physical_cores,
             p.ghz(p.physical_cores),
             p.flop_per_cycle,
             p.isa,
+            p.unit_bits,
             p.gflops(1),
             p.ghz(1),
             p.nominal_ghz,
@@ -182,6 +194,10 @@ fn header(model: &crate::model::Model, args: &BenchArgs) -> String {
     let image_layout = name(model.net.video.uses_blocked());
     let precision = match crate::model::int8::engine() {
         Ok(engine) if model.net.openl3.uses_int8() => format!("int8 (libtorch's {engine} engine)"),
+        _ if model.net.openl3.uses_bf16() => format!(
+            "bfloat16 (oneDNN, {})",
+            crate::support::cpu::bf16_instructions().unwrap_or_default()
+        ),
         _ => "float32".into(),
     };
     format!(
@@ -218,10 +234,11 @@ fn row(r: &BenchRecord) -> String {
     )
 }
 
-fn int8_line(a: &Int8Accuracy) -> String {
+fn accuracy_line(a: &PrecisionAccuracy) -> String {
     format!(
-        "int8 against float32 on generated scenes: OpenL3 embeddings of {} frames, cosine mean {:.5}, min {:.5}; \
+        "{} against float32 on generated scenes: OpenL3 embeddings of {} frames, cosine mean {:.6}, min {:.6}; \
          the whole model on {} windows: top-1 agrees on {}/{}, class probabilities differ by at most {:.4}\n",
+        a.precision,
         a.frames,
         a.cosine_mean,
         a.cosine_min,

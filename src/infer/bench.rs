@@ -76,7 +76,7 @@ pub struct BenchRecord {
     pub openl3_layout: &'static str,
     /// The ResNet trunk's, the same way.
     pub image_layout: &'static str,
-    /// OpenL3's arithmetic: `float32` or `int8` (`inference.openl3_precision`).
+    /// OpenL3's arithmetic: `float32`, `int8` or `bfloat16` (`inference.openl3_precision`).
     pub openl3_precision: &'static str,
     /// The encoders' arithmetic per second (src/model/flops.rs): per window, the OpenL3
     /// frames and images this path encodes (cached: the hop's new ones; naive: all).
@@ -86,8 +86,8 @@ pub struct BenchRecord {
 }
 
 impl BenchRecord {
-    /// `gflop_per_s` as a share of the peak, in per cent: float32 only (int8 has its own
-    /// peak, which this does not model).
+    /// `gflop_per_s` as a share of the peak, in per cent: float32 only (int8 and
+    /// bfloat16 have their own peaks, which this does not model).
     pub fn percent_of_peak(&self) -> Option<f64> {
         self.peak_gflop_per_s
             .filter(|&p| p > 0.0 && self.device == "cpu" && self.openl3_precision == "float32")
@@ -190,10 +190,14 @@ pub fn scene_stream(name: &str, windows: usize, seed: u64) -> Vec<Window> {
     out
 }
 
-/// The int8 path against float32 on the same generated scenes ([`int8_accuracy`]).
+/// A reduced-precision path against float32 on the same generated scenes
+/// ([`precision_accuracy`]).
 #[derive(Debug, Clone, Serialize)]
-pub struct Int8Accuracy {
-    /// libtorch's quantized engine (`X86`, `FBGEMM`, …).
+pub struct PrecisionAccuracy {
+    /// `int8` or `bfloat16`.
+    pub precision: &'static str,
+    /// What runs it: libtorch's quantized engine for int8 (`X86`, `ONEDNN`, …), the CPU's
+    /// instructions for bfloat16 (`avx512_bf16`, `amx_bf16`).
     pub engine: String,
     /// OpenL3 embeddings compared, and their cosine similarity to float32's.
     pub frames: usize,
@@ -207,14 +211,15 @@ pub struct Int8Accuracy {
 }
 
 /// Run `streams` generated scenes of `windows` windows each through the model in float32
-/// and in int8: OpenL3's embeddings of each scene's first ten seconds (one per second),
-/// and the whole model's labels per window.
-pub fn int8_accuracy(
+/// and in `config.openl3_precision` (int8 or bfloat16): OpenL3's embeddings of each
+/// scene's first ten seconds (one per second), and the whole model's labels per window.
+/// Leaves the model in float32.
+pub fn precision_accuracy(
     model: Model,
     config: &InferenceConfig,
     streams: usize,
     windows: usize,
-) -> (Result<Int8Accuracy, crate::model::int8::Int8Error>, Model) {
+) -> (Result<PrecisionAccuracy, String>, Model) {
     let scenes: Vec<Vec<Window>> = (0..streams)
         .map(|s| scene_stream(&format!("scene{s}"), windows, s as u64))
         .collect();
@@ -228,13 +233,31 @@ pub fn int8_accuracy(
         .view([-1, samples as i64])
         .to_device(model.vs.device());
     // Fail here, with the reason, rather than compare float32 with itself.
-    if let Err(why) = model.net.openl3.set_int8(true) {
-        return (Err(why), model);
-    }
+    let openl3 = &model.net.openl3;
+    let precision = config.openl3_precision;
+    let engine = match precision {
+        Precision::Int8 => openl3
+            .set_int8(true)
+            .map(|_| crate::model::int8::engine().unwrap_or_default())
+            .map_err(|e| e.to_string()),
+        Precision::Bfloat16 => openl3
+            .set_bf16(true)
+            .map(|_| {
+                crate::support::cpu::bf16_instructions()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .map_err(|e| e.to_string()),
+        Precision::Float32 => Err("float32 against itself: choose int8 or bfloat16".into()),
+    };
+    let engine = match engine {
+        Ok(engine) => engine,
+        Err(why) => return (Err(why), model),
+    };
     let mut probabilities = Vec::new();
     let mut embeddings = Vec::new();
     let mut model = model;
-    for precision in [Precision::Float32, Precision::Int8] {
+    for precision in [Precision::Float32, precision] {
         let config = InferenceConfig {
             cache: true,
             openl3_precision: precision,
@@ -252,23 +275,25 @@ pub fn int8_accuracy(
         model = engine.into_model();
     }
     let _ = model.net.openl3.set_int8(false);
+    let _ = model.net.openl3.set_bf16(false);
     let cosine = Tensor::cosine_similarity(&embeddings[0], &embeddings[1], 1, 1e-8);
     let top = crate::support::argmax;
-    let (float, int) = (&probabilities[0], &probabilities[1]);
-    let accuracy = Int8Accuracy {
-        engine: crate::model::int8::engine().unwrap_or_default(),
+    let (float, reduced) = (&probabilities[0], &probabilities[1]);
+    let accuracy = PrecisionAccuracy {
+        precision: config.openl3_precision.name(),
+        engine,
         frames: cosine.size()[0] as usize,
         cosine_mean: cosine.mean(tch::Kind::Double).double_value(&[]),
         cosine_min: cosine.min().double_value(&[]),
         windows: float.len(),
         top1_agree: float
             .iter()
-            .zip(int)
+            .zip(reduced)
             .filter(|(a, b)| top(a) == top(b))
             .count(),
         max_probability_diff: float
             .iter()
-            .zip(int)
+            .zip(reduced)
             .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64))
             .fold(0.0, f64::max),
     };
@@ -318,8 +343,11 @@ fn measure(
     let openl3_layout = layout(model.net.openl3.uses_blocked());
     let image_layout = layout(model.net.video.uses_blocked());
     let mut engine = Engine::new(model, config);
-    let (openl3_layout, openl3_precision) = if engine.model().net.openl3.uses_int8() {
+    let openl3 = &engine.model().net.openl3;
+    let (openl3_layout, openl3_precision) = if openl3.uses_int8() {
         ("nhwc", "int8")
+    } else if openl3.uses_bf16() {
+        ("blocked", "bfloat16")
     } else {
         (openl3_layout, "float32")
     };

@@ -28,8 +28,9 @@ pub struct InferenceConfig {
     /// Compute OpenL3's STFT by FFT rather than by the DFT-kernel convolution: faster,
     /// and equal above float32's noise floor.
     pub fast_stft: bool,
-    /// OpenL3's convolution stack in `float32` (exact, default) or `int8` (CPU only:
-    /// about twice as fast, embeddings within a cosine of ~0.999; see the README).
+    /// OpenL3's convolution stack in `float32` (exact, default), `int8` (CPU only:
+    /// about twice as fast, embeddings within a cosine of ~0.9997) or `bfloat16` (CPUs
+    /// with bf16 instructions: about twice as fast, within ~0.99999); see the README.
     pub openl3_precision: Precision,
     /// A window that waited longer than this (seconds) for the model is stale: dropped
     /// and counted, so latency stays bounded when the hardware cannot keep up.
@@ -45,6 +46,9 @@ pub enum Precision {
     /// Weights per channel and activations per tensor in 8 bits, ranges calibrated on
     /// generated audio (src/model/int8.rs).
     Int8,
+    /// Weights and activations rounded to bfloat16, accumulated in float32, on oneDNN's
+    /// blocked tensors (src/model/openl3.rs); CPUs with bf16 instructions only.
+    Bfloat16,
 }
 
 impl Precision {
@@ -52,6 +56,7 @@ impl Precision {
         match self {
             Precision::Float32 => "float32",
             Precision::Int8 => "int8",
+            Precision::Bfloat16 => "bfloat16",
         }
     }
 }

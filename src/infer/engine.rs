@@ -84,25 +84,46 @@ pub struct Engine {
     counts: CacheCounts,
 }
 
+/// Turn OpenL3's reduced-precision paths on or off as `precision` asks, saying in the log
+/// what runs (once, when it changes) or why it cannot (float32 then).
+fn set_precision(openl3: &crate::model::OpenL3, precision: Precision) {
+    let was = (openl3.uses_int8(), openl3.uses_bf16());
+    let int8 = openl3.set_int8(precision == Precision::Int8);
+    let bf16 = openl3.set_bf16(precision == Precision::Bfloat16);
+    let why = match (int8, bf16) {
+        (Err(e), _) => Some(e.to_string()),
+        (_, Err(e)) => Some(e.to_string()),
+        (Ok(int8), Ok(bf16)) => {
+            if int8 && !was.0 {
+                tracing::info!(
+                    "OpenL3 runs in int8 (libtorch's {} engine; inference.openl3_precision)",
+                    crate::model::int8::engine().unwrap_or_default()
+                );
+            }
+            if bf16 && !was.1 {
+                tracing::info!(
+                    "OpenL3 runs in bfloat16 (oneDNN, the CPU's {}; inference.openl3_precision)",
+                    crate::support::cpu::bf16_instructions().unwrap_or_default()
+                );
+            }
+            None
+        }
+    };
+    if let Some(why) = why {
+        tracing::warn!(
+            "inference.openl3_precision = \"{}\": {why}; OpenL3 runs in float32",
+            precision.name()
+        );
+    }
+}
+
 impl Engine {
     pub fn new(model: Model, config: &InferenceConfig) -> Engine {
         let device = model.vs.device();
         if model.net.openl3.set_fft(config.fast_stft) != config.fast_stft {
             tracing::warn!("inference.fast_stft: the model's DFT kernels are custom; using them");
         }
-        let int8 = config.openl3_precision == Precision::Int8;
-        let was_int8 = model.net.openl3.uses_int8();
-        match model.net.openl3.set_int8(int8) {
-            Ok(true) if was_int8 => {}
-            Ok(true) => tracing::info!(
-                "OpenL3 runs in int8 (libtorch's {} engine; inference.openl3_precision)",
-                crate::model::int8::engine().unwrap_or_default()
-            ),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!("inference.openl3_precision = \"int8\": {e}; OpenL3 runs in float32")
-            }
-        }
+        set_precision(&model.net.openl3, config.openl3_precision);
         Engine {
             model,
             device,

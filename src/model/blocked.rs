@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tch::{Tensor, nn};
+use tch::{Kind, Tensor, nn};
 
 /// Whether an encoder runs its eval-mode convolutions on blocked tensors on the CPU: on
 /// by default where libtorch has oneDNN, never where it has not.
@@ -64,8 +64,19 @@ impl PackedConv {
     /// `weight` and `bias` (plain tensors, batch norm already folded) reordered for a
     /// square kernel with this stride and padding.
     pub fn new(weight: &Tensor, bias: Option<&Tensor>, stride: i64, padding: i64) -> PackedConv {
+        PackedConv::new_in(Kind::Float, weight, bias, stride, padding)
+    }
+
+    /// The same in `kind` (`Float`, or `BFloat16` for inputs blocked in bfloat16).
+    pub fn new_in(
+        kind: Kind,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: i64,
+        padding: i64,
+    ) -> PackedConv {
         let weight = tch::no_grad(|| {
-            weight.to_mkldnn().mkldnn_reorder_conv2d_weight(
+            weight.g_to_mkldnn(kind).mkldnn_reorder_conv2d_weight(
                 [padding, padding],
                 [stride, stride],
                 [1, 1],
@@ -75,7 +86,7 @@ impl PackedConv {
         });
         PackedConv {
             weight,
-            bias: bias.map(|b| b.detach()),
+            bias: bias.map(|b| b.detach().to_kind(kind)),
             stride,
             padding,
         }
@@ -95,7 +106,12 @@ impl PackedConv {
 
     /// Apply to a blocked (`to_mkldnn`) tensor; the result is blocked too.
     pub fn forward(&self, xs: &Tensor) -> Tensor {
-        xs.mkldnn_convolution(
+        self.f_forward(xs).expect("oneDNN convolution")
+    }
+
+    /// The same, libtorch's error returned rather than raised.
+    pub fn f_forward(&self, xs: &Tensor) -> Result<Tensor, tch::TchError> {
+        xs.f_mkldnn_convolution(
             &self.weight,
             self.bias.as_ref(),
             [self.padding, self.padding],

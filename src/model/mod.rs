@@ -31,7 +31,7 @@ pub use audio::AudioNet;
 pub use config::{DeviceSpec, ModelConfig, PROFILES};
 pub use file::{FORMAT, FORMAT_VERSION, ModelFileError, Provenance};
 pub use image::VideoNet;
-pub use openl3::OpenL3;
+pub use openl3::{Bf16Error, OpenL3};
 pub use spec::{Backbone, Block, ModelSpec, OPENL3_EMBEDDING, TAU_CLASSES};
 
 use crate::features::{AUDIO_CHUNK, FeatureSpec, IMAGE_CHUNK};
@@ -239,7 +239,9 @@ impl PartCounts {
 /// 8 + 2: a 2-frame tail keeps the CPU's threads half idle).
 fn even_chunks(n: i64, max: i64) -> Vec<i64> {
     let count = ((n + max - 1) / max).max(1);
-    (0..count).map(|i| n / count + i64::from(i < n % count)).collect()
+    (0..count)
+        .map(|i| n / count + i64::from(i < n % count))
+        .collect()
 }
 
 #[cfg(test)]

@@ -37,6 +37,11 @@ pub struct OpenL3 {
     blocked: LayoutSwitch,
     /// The folded convolutions and the embedding layer, reordered for oneDNN.
     packed: Derived<Vec<PackedConv>>,
+    /// On the CPU, run the blocked stack in bfloat16 (opt-in, where the CPU has bf16
+    /// instructions: faster, slightly less exact; `inference.openl3_precision`).
+    bf16: AtomicBool,
+    /// The same packed in bfloat16.
+    packed_bf16: Derived<Vec<PackedConv>>,
     /// On the CPU, run the convolution stack in int8 (opt-in: faster, slightly less
     /// exact; `inference.openl3_precision`).
     int8: AtomicBool,
@@ -44,6 +49,15 @@ pub struct OpenL3 {
     quantized: Derived<Result<Int8Stack, String>>,
     /// One frame's samples and their rate, for the calibration audio.
     frame: (i64, i64),
+}
+
+/// Why OpenL3's bfloat16 path cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum Bf16Error {
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("libtorch's bfloat16 convolution failed: {0}")]
+    Libtorch(String),
 }
 
 /// OpenL3's convolution stack in int8: how its input is quantized, then the seven
@@ -133,6 +147,8 @@ impl OpenL3 {
             folded: Derived::new(),
             blocked: LayoutSwitch::new(),
             packed: Derived::new(),
+            bf16: AtomicBool::new(false),
+            packed_bf16: Derived::new(),
             int8: AtomicBool::new(false),
             quantized: Derived::new(),
             frame: (features.frame_samples, features.sample_rate),
@@ -164,6 +180,49 @@ impl OpenL3 {
     /// Whether the CPU path runs the convolution stack in int8.
     pub fn uses_int8(&self) -> bool {
         self.int8.load(Ordering::Relaxed)
+    }
+
+    /// Run the blocked convolution stack in bfloat16 on the CPU (off by default): its
+    /// weights and activations rounded to bfloat16, accumulated in float32 by oneDNN's
+    /// bf16 kernels, the embeddings back in float32. Only where the CPU has bf16
+    /// instructions — without them oneDNN emulates bfloat16 at a hundredth of float32's
+    /// speed — and libtorch has oneDNN. Packs the weights and runs one frame now, so a
+    /// machine that cannot says why here. Returns whether bfloat16 is in use.
+    pub fn set_bf16(&self, on: bool) -> Result<bool, Bf16Error> {
+        self.bf16.store(false, Ordering::Relaxed);
+        if !on {
+            return Ok(false);
+        }
+        let device = self.dft_real.device();
+        if device != tch::Device::Cpu {
+            return Err(Bf16Error::Unavailable(format!(
+                "bfloat16 runs on the CPU; this model is on {device:?}"
+            )));
+        }
+        if !tch::utils::has_mkldnn() {
+            return Err(Bf16Error::Unavailable(
+                "this libtorch has no oneDNN (mkldnn)".into(),
+            ));
+        }
+        if crate::support::cpu::bf16_instructions().is_none() {
+            return Err(Bf16Error::Unavailable(
+                "this CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16 in /proc/cpuinfo)"
+                    .into(),
+            ));
+        }
+        let (samples, _) = self.frame;
+        let silence = Tensor::zeros([1, samples], (tch::Kind::Float, device));
+        let xs = tch::no_grad(|| self.stack_input(&silence));
+        let _embedding = self
+            .convs_blocked(&xs, tch::Kind::BFloat16)
+            .map_err(|e| Bf16Error::Libtorch(e.to_string()))?;
+        self.bf16.store(true, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Whether the CPU path runs the convolution stack in bfloat16.
+    pub fn uses_bf16(&self) -> bool {
+        self.bf16.load(Ordering::Relaxed)
     }
 
     /// Use oneDNN's blocked layout on the CPU (the default where libtorch has oneDNN);
@@ -235,8 +294,27 @@ impl OpenL3 {
                 }
             }
         }
+        if xs.device() == tch::Device::Cpu && self.uses_bf16() {
+            match self.convs_blocked(&xs, tch::Kind::BFloat16) {
+                Ok(ys) => return ys,
+                Err(e) => {
+                    tracing::error!(
+                        "OpenL3's bfloat16 path failed ({e}); running float32 from now on"
+                    );
+                    self.bf16.store(false, Ordering::Relaxed);
+                }
+            }
+        }
         if xs.device() == tch::Device::Cpu && self.uses_blocked() {
-            return self.convs_blocked(&xs);
+            match self.convs_blocked(&xs, tch::Kind::Float) {
+                Ok(ys) => return ys,
+                Err(e) => {
+                    tracing::error!(
+                        "OpenL3's blocked layout failed ({e}); running plain NCHW from now on"
+                    );
+                    self.blocked.set(false);
+                }
+            }
         }
         self.pooled(&self.folded_stack(&xs, |_, _| ()))
     }
@@ -292,35 +370,40 @@ impl OpenL3 {
             .flatten(1, -1)
     }
 
-    /// The folded convolution stack and the embedding on oneDNN's blocked tensors: the
-    /// same arithmetic as the NCHW path, laid out for its vector units, with no reorder
-    /// between layers. No gradient (OpenL3 is frozen; blocked tensors have none).
-    fn convs_blocked(&self, xs: &Tensor) -> Tensor {
+    /// The folded convolution stack and the embedding on oneDNN's blocked tensors in
+    /// `kind` (`Float`: the same arithmetic as the NCHW path, laid out for its vector
+    /// units; `BFloat16`), with no reorder between layers; the embeddings come back in
+    /// float32. No gradient (OpenL3 is frozen; blocked tensors have none).
+    fn convs_blocked(&self, xs: &Tensor, kind: tch::Kind) -> Result<Tensor, tch::TchError> {
         let pack = || {
             let mut all: Vec<PackedConv> = self
                 .folded_convs()
                 .iter()
-                .map(|(w, b)| PackedConv::new(w, Some(b), 1, 1))
+                .map(|(w, b)| PackedConv::new_in(kind, w, Some(b), 1, 1))
                 .collect();
             let e = &self.embedding;
-            all.push(PackedConv::new(&e.ws, e.bs.as_ref(), 1, 1));
+            all.push(PackedConv::new_in(kind, &e.ws, e.bs.as_ref(), 1, 1));
             all
         };
-        self.packed.with(self.version_key(), pack, |packed| {
+        let packed = match kind {
+            tch::Kind::BFloat16 => &self.packed_bf16,
+            _ => &self.packed,
+        };
+        packed.with(self.version_key(), pack, |packed| {
             tch::no_grad(|| {
-                let mut ys = xs.to_mkldnn();
+                let mut ys = xs.f_to_mkldnn(kind)?;
                 let (embedding, convs) = packed.split_last().expect("eight convolutions");
                 for (conv, (_, _, pool)) in convs.iter().zip(&self.convs) {
-                    ys = conv.forward(&ys).relu_();
+                    ys = conv.f_forward(&ys)?.f_relu_()?;
                     if *pool {
-                        ys = ys.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+                        ys = ys.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?;
                     }
                 }
-                embedding
-                    .forward(&ys)
-                    .max_pool2d(self.pool, self.pool, [0, 0], [1, 1], false)
-                    .to_dense(None, false)
-                    .flatten(1, -1)
+                Ok(embedding
+                    .f_forward(&ys)?
+                    .f_max_pool2d(self.pool, self.pool, [0, 0], [1, 1], false)?
+                    .f_to_dense(tch::Kind::Float, false)?
+                    .flatten(1, -1))
             })
         })
     }

@@ -4,7 +4,9 @@ image + the head over a 10 s window. PyTorch eager (its BatchNorms as they are, 
 mode) and ONNX Runtime (the same modules exported to ONNX; ORT folds and fuses what it
 can and picks its own CPU layout), then ONNX Runtime with OpenL3 statically quantized to
 int8 (per-channel weights, calibrated activations: the peer of avscene's
-`inference.openl3_precision = "int8"`). Run by scripts/bench-peers.sh.
+`inference.openl3_precision = "int8"`); on a CPU with bf16 instructions also PyTorch
+eager with OpenL3 under bfloat16 autocast (the peer of "bfloat16"; ONNX Runtime's CPU
+provider has no bfloat16 convolution). Run by scripts/bench-peers.sh.
 
     python tests/parity/bench_peers.py --threads 2 [--hops 5] [--json]
 """
@@ -59,6 +61,18 @@ def eager_hop():
 
 
 report(f"pytorch {torch.__version__.split('+')[0]} eager", timed(eager_hop))
+
+
+def eager_bf16_hop():
+    # OpenL3 under bfloat16 autocast: the peer of inference.openl3_precision = "bfloat16"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        net.openl3(frames)
+    net.video(image)
+    net.head(audio_emb, image_emb)
+
+
+if torch.ops.mkldnn._is_mkldnn_bf16_supported():  # the CPU has bf16 instructions
+    report(f"pytorch {torch.__version__.split('+')[0]} eager bf16 OpenL3", timed(eager_bf16_hop))
 
 try:
     import onnxruntime as ort
