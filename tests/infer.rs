@@ -251,14 +251,47 @@ fn bench_prints_one_json_object_per_configuration() {
     }
 }
 
+/// A successful `bench --quick --json FLAG` run's records, each checked to run OpenL3 in
+/// `precision` and `layout`, and the accuracy object that follows them, checked for its
+/// counts.
+fn reduced_precision_bench(
+    out: &std::process::Output,
+    precision: &str,
+    layout: &str,
+) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (accuracy, records) = lines.split_last().expect("records and the accuracy");
+    assert_eq!(records.len(), 2, "{lines:?}");
+    for r in records {
+        assert_eq!(r["openl3_precision"], precision, "{r}");
+        assert_eq!(r["openl3_layout"], layout, "{r}");
+    }
+    let a = accuracy[format!("{precision}_accuracy")].clone();
+    assert_eq!(
+        (a["frames"].as_u64(), a["windows"].as_u64()),
+        (Some(20), Some(4)),
+        "{a}"
+    );
+    a
+}
+
 /// `--bf16` runs OpenL3 in bfloat16 and reports its accuracy where the CPU has bf16
 /// instructions; elsewhere it fails with the reason, before measuring anything.
 #[test]
 fn bench_bf16_runs_bfloat16_or_says_why_it_cannot() {
     let out = quick_bench_json(&["--bf16"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
     if avscene::support::cpu::bf16_instructions().is_none() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(!out.status.success(), "{stdout}");
         assert!(
             stderr.contains("--bf16: this CPU has no bfloat16 instructions"),
@@ -267,23 +300,7 @@ fn bench_bf16_runs_bfloat16_or_says_why_it_cannot() {
         assert!(stdout.is_empty(), "nothing measured: {stdout}");
         return;
     }
-    assert!(out.status.success(), "{stderr}");
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let (accuracy, records) = lines.split_last().expect("records and the accuracy");
-    assert_eq!(records.len(), 2, "{lines:?}");
-    for r in records {
-        assert_eq!(r["openl3_precision"], "bfloat16", "{r}");
-        assert_eq!(r["openl3_layout"], "blocked", "{r}");
-    }
-    let a = &accuracy["bfloat16_accuracy"];
-    assert_eq!(
-        (a["frames"].as_u64(), a["windows"].as_u64()),
-        (Some(20), Some(4)),
-        "{a}"
-    );
+    let a = reduced_precision_bench(&out, "bfloat16", "blocked");
     assert!(a["cosine_min"].as_f64().unwrap() > 0.9999, "{a}");
     assert!(
         a["cosine_min"].as_f64().unwrap() < 1.0,
@@ -299,26 +316,10 @@ fn bench_int8_runs_the_int8_path_and_reports_its_accuracy() {
         return;
     }
     let out = quick_bench_json(&["--int8"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
     // libtorch's one-time deprecation notice for quantized tensors is not passed on.
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("deprecated"), "{stderr}");
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let (accuracy, records) = lines.split_last().expect("records and the accuracy");
-    assert_eq!(records.len(), 2, "{lines:?}");
-    for r in records {
-        assert_eq!(r["openl3_precision"], "int8", "{r}");
-        assert_eq!(r["openl3_layout"], "nhwc", "{r}");
-    }
-    let a = &accuracy["int8_accuracy"];
-    assert_eq!(
-        (a["frames"].as_u64(), a["windows"].as_u64()),
-        (Some(20), Some(4)),
-        "{a}"
-    );
+    let a = reduced_precision_bench(&out, "int8", "nhwc");
     assert!(a["cosine_min"].as_f64().unwrap() > 0.99, "{a}");
     assert!(a["top1_agree"].as_u64().unwrap() >= 3, "{a}");
     assert!(!a["engine"].as_str().unwrap().is_empty(), "{a}");

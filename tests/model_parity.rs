@@ -269,14 +269,6 @@ fn int8_openl3_stays_close_to_float32_and_follows_weight_changes() {
     let openl3 = &model.net.openl3;
     let scene = &avscene::infer::bench::scene_stream("int8", 1, 3)[0];
     let frames = Tensor::from_slice(&scene.audio[..4 * 48000]).view([4, 48000]);
-    let both = || {
-        assert!(!openl3.set_int8(false).unwrap());
-        let float = tch::no_grad(|| openl3.forward(&frames));
-        assert!(openl3.set_int8(true).expect("int8 turns on on the CPU"));
-        let int8 = tch::no_grad(|| openl3.forward(&frames));
-        assert!(openl3.uses_int8(), "int8 stayed on (no fallback)");
-        (float, int8)
-    };
     let close = |float: &Tensor, int8: &Tensor| {
         let cosine = Tensor::cosine_similarity(float, int8, 1, 1e-8);
         let worst = cosine.min().double_value(&[]);
@@ -284,18 +276,49 @@ fn int8_openl3_stays_close_to_float32_and_follows_weight_changes() {
         let diff = rel_diff(int8, float);
         assert!(diff > 1e-5, "int8 is not float32 in disguise: {diff:e}");
     };
-    let (float, int8) = both();
-    close(&float, &int8);
-    tch::no_grad(|| {
-        let vars = model.vs.variables();
-        let mut w = vars["openl3.conv2d_3.weight"].shallow_clone();
-        let _ = w.g_mul_scalar_(-1.0);
-        let mut mean = vars["openl3.batch_normalization_6.running_mean"].shallow_clone();
-        let _ = mean.g_add_scalar_(0.5);
-    });
-    let (changed_float, changed_int8) = both();
+    let set = |on: bool| openl3.set_int8(on).expect("int8 turns on on the CPU");
+    around_a_weight_change(
+        &model,
+        &frames,
+        set,
+        || openl3.uses_int8(),
+        close,
+        |vars| {
+            let mut w = vars["openl3.conv2d_3.weight"].shallow_clone();
+            let _ = w.g_mul_scalar_(-1.0);
+            let mut mean = vars["openl3.batch_normalization_6.running_mean"].shallow_clone();
+            let _ = mean.g_add_scalar_(0.5);
+        },
+    );
+}
+
+/// OpenL3's float32 and reduced-precision embeddings of `frames` (`set` turns the reduced
+/// path on and off, `on` says it stayed on), compared by `close`, then again after
+/// `change` writes weights in place: the change shows in float32, and the reduced path
+/// follows it.
+fn around_a_weight_change(
+    model: &Model,
+    frames: &Tensor,
+    set: impl Fn(bool) -> bool,
+    on: impl Fn() -> bool,
+    close: impl Fn(&Tensor, &Tensor),
+    change: impl FnOnce(&HashMap<String, Tensor>),
+) {
+    let openl3 = &model.net.openl3;
+    let both = || {
+        assert!(!set(false));
+        let float = tch::no_grad(|| openl3.forward(frames));
+        assert!(set(true));
+        let reduced = tch::no_grad(|| openl3.forward(frames));
+        assert!(on(), "the reduced path stayed on (no fallback)");
+        (float, reduced)
+    };
+    let (float, reduced) = both();
+    close(&float, &reduced);
+    tch::no_grad(|| change(&model.vs.variables()));
+    let (changed_float, changed_reduced) = both();
     assert!(rel_diff(&changed_float, &float) > 1e-2, "the change shows");
-    close(&changed_float, &changed_int8);
+    close(&changed_float, &changed_reduced);
 }
 
 /// OpenL3's bfloat16 path (opt-in) where the CPU has bf16 instructions: within
@@ -317,14 +340,6 @@ fn bf16_openl3_stays_close_to_float32_or_says_why_it_cannot() {
         assert!(!openl3.uses_bf16(), "stayed float32");
         return;
     }
-    let both = || {
-        assert!(!openl3.set_bf16(false).unwrap());
-        let float = tch::no_grad(|| openl3.forward(&frames));
-        assert!(openl3.set_bf16(true).expect("bfloat16 turns on here"));
-        let bf16 = tch::no_grad(|| openl3.forward(&frames));
-        assert!(openl3.uses_bf16(), "bfloat16 stayed on (no fallback)");
-        (float, bf16)
-    };
     let close = |float: &Tensor, bf16: &Tensor| {
         assert_eq!(
             bf16.kind(),
@@ -338,16 +353,18 @@ fn bf16_openl3_stays_close_to_float32_or_says_why_it_cannot() {
         let diff = rel_diff(bf16, float);
         assert!(diff > 1e-5, "bfloat16 is not float32 in disguise: {diff:e}");
     };
-    let (float, bf16) = both();
-    close(&float, &bf16);
-    tch::no_grad(|| {
-        let vars = model.vs.variables();
-        let mut w = vars["openl3.conv2d_5.weight"].shallow_clone();
-        let _ = w.g_mul_scalar_(-1.0);
-    });
-    let (changed_float, changed_bf16) = both();
-    assert!(rel_diff(&changed_float, &float) > 1e-2, "the change shows");
-    close(&changed_float, &changed_bf16);
+    let set = |on: bool| openl3.set_bf16(on).expect("bfloat16 turns on here");
+    around_a_weight_change(
+        &model,
+        &frames,
+        set,
+        || openl3.uses_bf16(),
+        close,
+        |vars| {
+            let mut w = vars["openl3.conv2d_5.weight"].shallow_clone();
+            let _ = w.g_mul_scalar_(-1.0);
+        },
+    );
 }
 
 /// The whole model with OpenL3 in int8, and in bfloat16 where the CPU has it, gives the

@@ -5,7 +5,7 @@ use crate::infer::bench::{
     BenchPlan, BenchRecord, OverloadRecord, PrecisionAccuracy, overload, precision_accuracy,
     run as measure,
 };
-use crate::infer::{InferenceConfig, Precision};
+use crate::infer::{InferenceConfig, Precision, precision_in_use, set_precision};
 
 /// Measure inference on synthetic windows (no capture, no broker): windows/s, latency
 /// p50/p99 and real-time factor for the naive path (every window from scratch) and the
@@ -77,15 +77,10 @@ pub fn run(args: BenchArgs) -> Result {
         },
         ..Default::default()
     };
-    if args.int8 {
-        if let Err(e) = model.net.openl3.set_int8(true) {
-            return Err(CommandError::Input(format!("--int8: {e}")));
-        }
-    }
-    if args.bf16 {
-        if let Err(e) = model.net.openl3.set_bf16(true) {
-            return Err(CommandError::Input(format!("--bf16: {e}")));
-        }
+    let flag = if args.int8 { "--int8" } else { "--bf16" };
+    let input = |e: String| CommandError::Input(format!("{flag}: {e}"));
+    if config.openl3_precision != Precision::Float32 {
+        set_precision(&model.net.openl3, config.openl3_precision).map_err(input)?;
     }
     let plan = BenchPlan::new(args.quick, args.batches.clone(), args.threads.clone());
     if !args.json {
@@ -108,8 +103,7 @@ pub fn run(args: BenchArgs) -> Result {
         let threads = plan.threads.iter().copied().max().unwrap_or(1);
         tch::set_num_threads(threads as i32);
         let (accuracy, model) = precision_accuracy(model, &config, streams, windows);
-        let flag = if args.int8 { "--int8" } else { "--bf16" };
-        let accuracy = accuracy.map_err(|e| CommandError::Input(format!("{flag}: {e}")))?;
+        let accuracy = accuracy.map_err(input)?;
         if json {
             let key = format!("{}_accuracy", accuracy.precision);
             print(format!("{}\n", serde_json::json!({ key: accuracy })));
@@ -186,20 +180,13 @@ fn header(model: &crate::model::Model, args: &BenchArgs) -> String {
             "plain NCHW"
         }
     };
-    let layout = if model.net.openl3.uses_int8() {
-        "channels-last"
-    } else {
-        name(model.net.openl3.uses_blocked())
+    let precision = precision_in_use(&model.net.openl3);
+    let layout = match precision {
+        Precision::Int8 => "channels-last",
+        _ => name(model.net.openl3.uses_blocked()),
     };
     let image_layout = name(model.net.video.uses_blocked());
-    let precision = match crate::model::int8::engine() {
-        Ok(engine) if model.net.openl3.uses_int8() => format!("int8 (libtorch's {engine} engine)"),
-        _ if model.net.openl3.uses_bf16() => format!(
-            "bfloat16 (oneDNN, {})",
-            crate::support::cpu::bf16_instructions().unwrap_or_default()
-        ),
-        _ => "float32".into(),
-    };
+    let precision = precision.describe();
     format!(
         "avscene bench: model {} ({}), device {:?}, {cores} CPU core(s) {cpu}, audio stride {} × 0.1 s, STFT by {stft}, OpenL3 layout {layout} in {precision}, image layout {image_layout}\n\
          {peak}\

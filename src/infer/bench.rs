@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use tch::Tensor;
 
-use super::{Engine, InferenceConfig, Precision, spawn_worker};
+use super::{Engine, InferenceConfig, Precision, precision_in_use, set_precision, spawn_worker};
 use crate::capture::window_queue;
 use crate::features::IMAGE_BYTES;
 use crate::model::Model;
@@ -233,27 +233,14 @@ pub fn precision_accuracy(
         .view([-1, samples as i64])
         .to_device(model.vs.device());
     // Fail here, with the reason, rather than compare float32 with itself.
-    let openl3 = &model.net.openl3;
     let precision = config.openl3_precision;
-    let engine = match precision {
-        Precision::Int8 => openl3
-            .set_int8(true)
-            .map(|_| crate::model::int8::engine().unwrap_or_default())
-            .map_err(|e| e.to_string()),
-        Precision::Bfloat16 => openl3
-            .set_bf16(true)
-            .map(|_| {
-                crate::support::cpu::bf16_instructions()
-                    .unwrap_or_default()
-                    .to_string()
-            })
-            .map_err(|e| e.to_string()),
+    let ready = match precision {
         Precision::Float32 => Err("float32 against itself: choose int8 or bfloat16".into()),
+        reduced => set_precision(&model.net.openl3, reduced),
     };
-    let engine = match engine {
-        Ok(engine) => engine,
-        Err(why) => return (Err(why), model),
-    };
+    if let Err(why) = ready {
+        return (Err(why), model);
+    }
     let mut probabilities = Vec::new();
     let mut embeddings = Vec::new();
     let mut model = model;
@@ -274,14 +261,13 @@ pub fn precision_accuracy(
         probabilities.push(probs);
         model = engine.into_model();
     }
-    let _ = model.net.openl3.set_int8(false);
-    let _ = model.net.openl3.set_bf16(false);
+    let _ = set_precision(&model.net.openl3, Precision::Float32);
     let cosine = Tensor::cosine_similarity(&embeddings[0], &embeddings[1], 1, 1e-8);
     let top = crate::support::argmax;
     let (float, reduced) = (&probabilities[0], &probabilities[1]);
     let accuracy = PrecisionAccuracy {
-        precision: config.openl3_precision.name(),
-        engine,
+        precision: precision.name(),
+        engine: precision.engine(),
         frames: cosine.size()[0] as usize,
         cosine_mean: cosine.mean(tch::Kind::Double).double_value(&[]),
         cosine_min: cosine.min().double_value(&[]),
@@ -343,14 +329,12 @@ fn measure(
     let openl3_layout = layout(model.net.openl3.uses_blocked());
     let image_layout = layout(model.net.video.uses_blocked());
     let mut engine = Engine::new(model, config);
-    let openl3 = &engine.model().net.openl3;
-    let (openl3_layout, openl3_precision) = if openl3.uses_int8() {
-        ("nhwc", "int8")
-    } else if openl3.uses_bf16() {
-        ("blocked", "bfloat16")
-    } else {
-        (openl3_layout, "float32")
+    let precision = precision_in_use(&engine.model().net.openl3);
+    let openl3_layout = match precision {
+        Precision::Int8 => "nhwc",
+        _ => openl3_layout,
     };
+    let openl3_precision = precision.name();
     let warmup = usize::from(cached);
     let streams: Vec<Vec<Window>> = (0..batch)
         .map(|s| synthetic_stream(&format!("bench{s}"), warmup + iterations, s as u64))

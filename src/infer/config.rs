@@ -59,6 +59,27 @@ impl Precision {
             Precision::Bfloat16 => "bfloat16",
         }
     }
+
+    /// What runs it here: libtorch's quantized engine for int8 (`X86`, `ONEDNN`, …), the
+    /// CPU's instructions for bfloat16 (`avx512_bf16`, `amx_bf16`); empty where none.
+    pub fn engine(self) -> String {
+        match self {
+            Precision::Float32 => String::new(),
+            Precision::Int8 => crate::model::int8::engine().unwrap_or_default(),
+            Precision::Bfloat16 => crate::support::cpu::bf16_instructions()
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+
+    /// The precision and what runs it, for people.
+    pub fn describe(self) -> String {
+        match self {
+            Precision::Float32 => "float32".into(),
+            Precision::Int8 => format!("int8 (libtorch's {} engine)", self.engine()),
+            Precision::Bfloat16 => format!("bfloat16 (oneDNN, the CPU's {})", self.engine()),
+        }
+    }
 }
 
 impl Default for InferenceConfig {

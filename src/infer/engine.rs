@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::{InferenceConfig, Precision};
 use crate::features::{AUDIO_FRAME_SAMPLES, AUDIO_FRAMES, IMAGES, audio, image};
-use crate::model::Model;
+use crate::model::{Model, OpenL3};
 use crate::support::argmax;
 use crate::window::Window;
 
@@ -84,36 +84,24 @@ pub struct Engine {
     counts: CacheCounts,
 }
 
-/// Turn OpenL3's reduced-precision paths on or off as `precision` asks, saying in the log
-/// what runs (once, when it changes) or why it cannot (float32 then).
-fn set_precision(openl3: &crate::model::OpenL3, precision: Precision) {
-    let was = (openl3.uses_int8(), openl3.uses_bf16());
+/// Turn OpenL3's reduced-precision paths on or off as `precision` asks, or say why it
+/// cannot (float32 runs then).
+pub fn set_precision(openl3: &OpenL3, precision: Precision) -> Result<(), String> {
     let int8 = openl3.set_int8(precision == Precision::Int8);
     let bf16 = openl3.set_bf16(precision == Precision::Bfloat16);
-    let why = match (int8, bf16) {
-        (Err(e), _) => Some(e.to_string()),
-        (_, Err(e)) => Some(e.to_string()),
-        (Ok(int8), Ok(bf16)) => {
-            if int8 && !was.0 {
-                tracing::info!(
-                    "OpenL3 runs in int8 (libtorch's {} engine; inference.openl3_precision)",
-                    crate::model::int8::engine().unwrap_or_default()
-                );
-            }
-            if bf16 && !was.1 {
-                tracing::info!(
-                    "OpenL3 runs in bfloat16 (oneDNN, the CPU's {}; inference.openl3_precision)",
-                    crate::support::cpu::bf16_instructions().unwrap_or_default()
-                );
-            }
-            None
-        }
-    };
-    if let Some(why) = why {
-        tracing::warn!(
-            "inference.openl3_precision = \"{}\": {why}; OpenL3 runs in float32",
-            precision.name()
-        );
+    int8.map_err(|e| e.to_string())?;
+    bf16.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The precision OpenL3's CPU path runs in now.
+pub fn precision_in_use(openl3: &OpenL3) -> Precision {
+    if openl3.uses_int8() {
+        Precision::Int8
+    } else if openl3.uses_bf16() {
+        Precision::Bfloat16
+    } else {
+        Precision::Float32
     }
 }
 
@@ -123,7 +111,19 @@ impl Engine {
         if model.net.openl3.set_fft(config.fast_stft) != config.fast_stft {
             tracing::warn!("inference.fast_stft: the model's DFT kernels are custom; using them");
         }
-        set_precision(&model.net.openl3, config.openl3_precision);
+        let (openl3, precision) = (&model.net.openl3, config.openl3_precision);
+        let was = precision_in_use(openl3);
+        match set_precision(openl3, precision) {
+            Ok(_) if precision == Precision::Float32 || precision == was => {}
+            Ok(()) => tracing::info!(
+                "OpenL3 runs in {}: inference.openl3_precision",
+                precision.describe()
+            ),
+            Err(why) => tracing::warn!(
+                "inference.openl3_precision = \"{}\": {why}; OpenL3 runs in float32",
+                precision.name()
+            ),
+        }
         Engine {
             model,
             device,

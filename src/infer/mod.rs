@@ -10,5 +10,5 @@ mod worker;
 
 pub use classify::{Classification, ClassifyError, Probabilities, WindowLabel, classify_file};
 pub use config::{InferenceConfig, Precision};
-pub use engine::{CacheCounts, Engine, SceneResult};
+pub use engine::{CacheCounts, Engine, SceneResult, precision_in_use, set_precision};
 pub use worker::{Worker, WorkerStats, spawn_worker};

@@ -12,7 +12,7 @@ use tch::{Kind, Tensor, nn};
 /// Whether an encoder runs its eval-mode convolutions on blocked tensors on the CPU: on
 /// by default where libtorch has oneDNN, never where it has not.
 #[derive(Debug)]
-pub struct LayoutSwitch(AtomicBool);
+pub struct LayoutSwitch(pub(super) AtomicBool);
 
 impl LayoutSwitch {
     pub fn new() -> LayoutSwitch {

@@ -164,12 +164,7 @@ impl OpenL3 {
         if !on {
             return Ok(false);
         }
-        let device = self.dft_real.device();
-        if device != tch::Device::Cpu {
-            return Err(Int8Error::Unavailable(format!(
-                "int8 runs on the CPU; this model is on {device:?}"
-            )));
-        }
+        self.on_cpu("int8").map_err(Int8Error::Unavailable)?;
         int8::engine()?;
         self.with_int8(|_| ())
             .map_err(|message| Int8Error::Unavailable(message))?;
@@ -193,12 +188,7 @@ impl OpenL3 {
         if !on {
             return Ok(false);
         }
-        let device = self.dft_real.device();
-        if device != tch::Device::Cpu {
-            return Err(Bf16Error::Unavailable(format!(
-                "bfloat16 runs on the CPU; this model is on {device:?}"
-            )));
-        }
+        self.on_cpu("bfloat16").map_err(Bf16Error::Unavailable)?;
         if !tch::utils::has_mkldnn() {
             return Err(Bf16Error::Unavailable(
                 "this libtorch has no oneDNN (mkldnn)".into(),
@@ -211,13 +201,24 @@ impl OpenL3 {
             ));
         }
         let (samples, _) = self.frame;
-        let silence = Tensor::zeros([1, samples], (tch::Kind::Float, device));
+        let silence = Tensor::zeros([1, samples], (tch::Kind::Float, tch::Device::Cpu));
         let xs = tch::no_grad(|| self.stack_input(&silence));
         let _embedding = self
             .convs_blocked(&xs, tch::Kind::BFloat16)
             .map_err(|e| Bf16Error::Libtorch(e.to_string()))?;
         self.bf16.store(true, Ordering::Relaxed);
         Ok(true)
+    }
+
+    /// `what` (a reduced-precision path) runs on the CPU only: why not, if the model is
+    /// elsewhere.
+    fn on_cpu(&self, what: &str) -> Result<(), String> {
+        match self.dft_real.device() {
+            tch::Device::Cpu => Ok(()),
+            device => Err(format!(
+                "{what} runs on the CPU; this model is on {device:?}"
+            )),
+        }
     }
 
     /// Whether the CPU path runs the convolution stack in bfloat16.
@@ -285,34 +286,29 @@ impl OpenL3 {
     /// statistics, folded into the convolutions.
     pub fn forward(&self, frames: &Tensor) -> Tensor {
         let xs = self.stack_input(frames);
-        if xs.device() == tch::Device::Cpu && self.uses_int8() {
-            match self.convs_int8(&xs) {
-                Ok(ys) => return ys,
-                Err(e) => {
-                    tracing::error!("OpenL3's int8 path failed ({e}); running float32 from now on");
-                    self.int8.store(false, Ordering::Relaxed);
-                }
-            }
-        }
-        if xs.device() == tch::Device::Cpu && self.uses_bf16() {
-            match self.convs_blocked(&xs, tch::Kind::BFloat16) {
-                Ok(ys) => return ys,
-                Err(e) => {
-                    tracing::error!(
-                        "OpenL3's bfloat16 path failed ({e}); running float32 from now on"
-                    );
-                    self.bf16.store(false, Ordering::Relaxed);
-                }
-            }
-        }
-        if xs.device() == tch::Device::Cpu && self.uses_blocked() {
-            match self.convs_blocked(&xs, tch::Kind::Float) {
-                Ok(ys) => return ys,
-                Err(e) => {
-                    tracing::error!(
-                        "OpenL3's blocked layout failed ({e}); running plain NCHW from now on"
-                    );
-                    self.blocked.set(false);
+        if xs.device() == tch::Device::Cpu {
+            // The fastest path turned on; one that fails is turned off for good, logged,
+            // and the next one runs (a failure is never a panic in the inference loop).
+            let paths: [(&AtomicBool, &str, &dyn Fn() -> Result<Tensor, String>); 3] = [
+                (&self.int8, "int8 path", &|| self.convs_int8(&xs)),
+                (&self.bf16, "bfloat16 path", &|| {
+                    self.convs_blocked(&xs, tch::Kind::BFloat16)
+                        .map_err(|e| e.to_string())
+                }),
+                (&self.blocked.0, "blocked layout", &|| {
+                    self.convs_blocked(&xs, tch::Kind::Float)
+                        .map_err(|e| e.to_string())
+                }),
+            ];
+            for (on, path, run) in paths {
+                if on.load(Ordering::Relaxed) {
+                    match run() {
+                        Ok(ys) => return ys,
+                        Err(e) => {
+                            tracing::error!("OpenL3's {path} failed ({e}); not used from now on");
+                            on.store(false, Ordering::Relaxed);
+                        }
+                    }
                 }
             }
         }
