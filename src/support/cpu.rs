@@ -57,15 +57,9 @@ impl CpuPeak {
     }
 
     pub fn parse(cpuinfo: &str) -> Option<CpuPeak> {
-        let field = |name: &str| {
-            cpuinfo.lines().find_map(|l| {
-                let (key, value) = l.split_once(':')?;
-                (key.trim() == name).then(|| value.trim().to_string())
-            })
-        };
+        let field = |name: &str| field(cpuinfo, name);
         let model = field("model name").unwrap_or_default();
-        let flags = field("flags").unwrap_or_default();
-        let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+        let has = |flag: &str| has_flag(cpuinfo, flag);
         // Without FMA (AVX, SSE) a multiply and an add issue apart: the same FLOP/cycle as
         // one FMA of half the width.
         let zen4 = field("vendor_id").as_deref() == Some("AuthenticAMD")
@@ -151,13 +145,22 @@ pub fn bf16_instructions() -> Option<&'static str> {
 }
 
 fn bf16_in_flags(cpuinfo: &str) -> Option<&'static str> {
-    let flags = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("flags"))?
-        .split_once(':')?
-        .1;
-    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
-    ["amx_bf16", "avx512_bf16"].into_iter().find(|f| has(f))
+    ["amx_bf16", "avx512_bf16"]
+        .into_iter()
+        .find(|f| has_flag(cpuinfo, f))
+}
+
+/// The first processor's `name` field in `/proc/cpuinfo` text.
+fn field(cpuinfo: &str, name: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|l| {
+        let (key, value) = l.split_once(':')?;
+        (key.trim() == name).then(|| value.trim().to_string())
+    })
+}
+
+/// Whether the first processor's `flags` name `flag`.
+fn has_flag(cpuinfo: &str, flag: &str) -> bool {
+    field(cpuinfo, "flags").is_some_and(|flags| flags.split_whitespace().any(|x| x == flag))
 }
 
 /// The running clock in GHz with `threads` cores busy at once (their mean), from a chain
