@@ -11,9 +11,13 @@
 //!
 //! The clock is measured, not read: `/proc/cpuinfo` gives the nominal or the momentary
 //! clock, while a busy core runs at its boost clock (on a 2.45 GHz EPYC, oneDNN reached
-//! "94 % of peak" against the nominal clock). A chain of dependent integer adds takes
-//! one cycle per add on every x86-64 core, so timing one gives the running clock — once
-//! on one core and once on all of them at the same time (all-core boost is lower).
+//! "94 % of peak" against the nominal clock). A chain of dependent register-to-register
+//! adds takes one cycle per add and one of multiplies three per multiply on every
+//! x86-64 core of the last decade, so timing them gives the running clock — once on one
+//! core and once on all of them at the same time (all-core boost is lower). Adds of an
+//! immediate will not do: Intel's cores since Golden Cove fold them at rename, several a
+//! cycle (a 2.6 GHz Xeon "ran at 19.9 GHz", and its peak came out 5× too high); the
+//! lower of the two chains' clocks is taken, so one that a core shortcuts does not count.
 //! Heavy AVX-512 code can run below that clock on some Intel parts, so the peak stays an
 //! upper bound.
 
@@ -163,9 +167,9 @@ fn has_flag(cpuinfo: &str, flag: &str) -> bool {
     field(cpuinfo, "flags").is_some_and(|flags| flags.split_whitespace().any(|x| x == flag))
 }
 
-/// The running clock in GHz with `threads` cores busy at once (their mean), from a chain
-/// of dependent adds: the best of five ~10 ms runs per thread, so a preempted run (a VM's
-/// steal time) does not count.
+/// The running clock in GHz with `threads` cores busy at once (their mean), from chains
+/// of dependent adds and multiplies: the best of five ~10 ms runs of each per thread, so
+/// a preempted run (a VM's steal time) does not count, and the lower of the two.
 pub fn measured_ghz(threads: usize) -> Option<f64> {
     let threads = threads.max(1);
     let start = std::sync::Barrier::new(threads);
@@ -174,7 +178,10 @@ pub fn measured_ghz(threads: usize) -> Option<f64> {
             .map(|_| {
                 s.spawn(|| {
                     start.wait();
-                    (0..5).filter_map(|_| add_chain_ghz()).reduce(f64::max)
+                    let best = |chain: fn() -> Option<f64>| {
+                        (0..5).filter_map(|_| chain()).reduce(f64::max)
+                    };
+                    Some(best(add_chain_ghz)?.min(best(multiply_chain_ghz)?))
                 })
             })
             .collect();
@@ -188,11 +195,14 @@ pub fn measured_ghz(threads: usize) -> Option<f64> {
     Some(clocks.iter().sum::<f64>() / clocks.len() as f64)
 }
 
-/// One timed chain: 16 dependent adds per loop iteration (16 cycles; the loop's own
-/// decrement and branch run beside them).
+/// Loop iterations per timed chain: 16 operations each, ~10 ms at 3 GHz for the adds.
+#[cfg(target_arch = "x86_64")]
+const ITERATIONS: u64 = 2_000_000;
+
+/// One timed chain of adds: 16 dependent register-to-register adds per loop iteration,
+/// one cycle each (the loop's own decrement and branch run beside them).
 #[cfg(target_arch = "x86_64")]
 fn add_chain_ghz() -> Option<f64> {
-    const ITERATIONS: u64 = 2_000_000;
     let began = std::time::Instant::now();
     let mut n = ITERATIONS;
     let mut x = 0u64;
@@ -200,14 +210,15 @@ fn add_chain_ghz() -> Option<f64> {
     unsafe {
         std::arch::asm!(
             "2:",
-            "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
-            "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
-            "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
-            "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
+            "add {x}, {one}", "add {x}, {one}", "add {x}, {one}", "add {x}, {one}",
+            "add {x}, {one}", "add {x}, {one}", "add {x}, {one}", "add {x}, {one}",
+            "add {x}, {one}", "add {x}, {one}", "add {x}, {one}", "add {x}, {one}",
+            "add {x}, {one}", "add {x}, {one}", "add {x}, {one}", "add {x}, {one}",
             "dec {n}",
             "jnz 2b",
             x = inout(reg) x,
             n = inout(reg) n,
+            one = in(reg) 1u64,
             options(nomem, nostack),
         );
     }
@@ -216,8 +227,43 @@ fn add_chain_ghz() -> Option<f64> {
         .then(|| 16.0 * ITERATIONS as f64 / seconds / 1e9)
 }
 
+/// One timed chain of multiplies: 16 dependent 64-bit `imul`s per loop iteration, three
+/// cycles each (Intel since Sandy Bridge, AMD since Zen).
+#[cfg(target_arch = "x86_64")]
+fn multiply_chain_ghz() -> Option<f64> {
+    const FACTOR: u64 = 3;
+    let began = std::time::Instant::now();
+    let mut n = ITERATIONS / 2;
+    let mut x = 1u64;
+    // SAFETY: register-only arithmetic, no memory access, no stack use.
+    unsafe {
+        std::arch::asm!(
+            "2:",
+            "imul {x}, {f}", "imul {x}, {f}", "imul {x}, {f}", "imul {x}, {f}",
+            "imul {x}, {f}", "imul {x}, {f}", "imul {x}, {f}", "imul {x}, {f}",
+            "imul {x}, {f}", "imul {x}, {f}", "imul {x}, {f}", "imul {x}, {f}",
+            "imul {x}, {f}", "imul {x}, {f}", "imul {x}, {f}", "imul {x}, {f}",
+            "dec {n}",
+            "jnz 2b",
+            x = inout(reg) x,
+            n = inout(reg) n,
+            f = in(reg) FACTOR,
+            options(nomem, nostack),
+        );
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    let expected = FACTOR.wrapping_pow((16 * (ITERATIONS / 2)) as u32);
+    (x == expected && n == 0 && seconds > 0.0)
+        .then(|| 3.0 * 16.0 * (ITERATIONS / 2) as f64 / seconds / 1e9)
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 fn add_chain_ghz() -> Option<f64> {
+    None
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn multiply_chain_ghz() -> Option<f64> {
     None
 }
 
@@ -287,11 +333,22 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_clock_is_measured_on_one_and_on_all_cores() {
-        // The chain ran to the end on every thread and gave a clock (its value depends on
-        // the machine and is not asserted).
+        // The chains ran to the end on every thread and gave a clock; no x86-64 core has
+        // run above ~6.2 GHz, so a figure beyond 7 means a chain the core shortcut (as
+        // Golden Cove and later fold adds of an immediate, which read 19.9 GHz on a
+        // 2.6 GHz Xeon). A preempted run only reads lower, so this holds on a busy host.
+        for (chain, measure) in [
+            ("adds", add_chain_ghz as fn() -> Option<f64>),
+            ("multiplies", multiply_chain_ghz),
+        ] {
+            let best = (0..5).filter_map(|_| measure()).reduce(f64::max);
+            let ghz = best.unwrap_or_else(|| panic!("the chain of {chain} gave no clock"));
+            assert!(ghz > 0.0 && ghz < 7.0, "the chain of {chain} read {ghz} GHz");
+        }
         let one = measured_ghz(1).expect("a clock from one core");
         let all = measured_ghz(2).expect("a clock from two threads");
-        assert!(one.is_finite() && one > 0.0 && all.is_finite() && all > 0.0);
+        assert!(one.is_finite() && one > 0.0 && one < 7.0, "{one} GHz");
+        assert!(all.is_finite() && all > 0.0 && all < 7.0, "{all} GHz");
         let peak = CpuPeak::detect().expect("/proc/cpuinfo");
         assert!(peak.gflops(1) == peak.ghz_one * peak.flop_per_cycle);
     }
