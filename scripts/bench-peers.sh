@@ -3,7 +3,8 @@
 # and ONNX Runtime on the same architecture (tests/parity/bench_peers.py), then
 # `avscene bench` (full model, cached path, batch 1), in float32 and with OpenL3 in int8
 # and its STFT by FFT (beside ONNX Runtime's int8; that run also prints its accuracy),
-# and on a CPU with bf16 instructions in bfloat16 with the FFT (beside PyTorch's).
+# and on a CPU with bf16 instructions in bfloat16 with the FFT (beside PyTorch's), then
+# bfloat16 and int8 each with the ResNet image trunk in bfloat16.
 # Makes a venv with torch and onnxruntime in .deps/peers-venv on first use (PyPI's torch
 # wheel: ~2.7 GB), or uses PYTHON if it names one that has both.
 #
@@ -29,4 +30,7 @@ echo "# $(date -u +%F) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | se
 "$binary" bench --int8 --fast-stft --batches 1 --threads "$threads" --no-overload | grep -E '^(avscene bench|cached|int8)'
 if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
   "$binary" bench --bf16 --fast-stft --batches 1 --threads "$threads" --no-overload | grep -E '^(avscene bench|cached|bfloat16)'
+  # and with the ResNet image trunk in bfloat16 too (inference.image_precision)
+  "$binary" bench --bf16 --image-bf16 --fast-stft --batches 1 --threads "$threads" --no-overload | grep -E '^(avscene bench|cached|bfloat16)'
+  "$binary" bench --int8 --image-bf16 --fast-stft --batches 1 --threads "$threads" --no-overload | grep -E '^(avscene bench|cached|int8)'
 fi

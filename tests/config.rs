@@ -208,6 +208,11 @@ fn bad_configs() -> Vec<Bad> {
             &["inference.openl3_precision", "int4", "float32", "int8"],
         ),
         bad(
+            "int8 image trunk",
+            &with_demo("[inference]\nimage_precision = \"int8\""),
+            &["inference.image_precision", "float32 or bfloat16"],
+        ),
+        bad(
             "port 0",
             &with_demo("[mqtt]\nport = 0"),
             &["mqtt.port", "not 0"],

@@ -252,12 +252,13 @@ fn bench_prints_one_json_object_per_configuration() {
 }
 
 /// A successful `bench --quick --json FLAG` run's records, each checked to run OpenL3 in
-/// `precision` and `layout`, and the accuracy object that follows them, checked for its
-/// counts.
+/// `precision` and `layout` and the image trunk in `image`, and the accuracy object that
+/// follows them, checked for its counts.
 fn reduced_precision_bench(
     out: &std::process::Output,
     precision: &str,
     layout: &str,
+    image: &str,
 ) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -274,13 +275,19 @@ fn reduced_precision_bench(
     for r in records {
         assert_eq!(r["openl3_precision"], precision, "{r}");
         assert_eq!(r["openl3_layout"], layout, "{r}");
+        assert_eq!(r["image_precision"], image, "{r}");
     }
-    let a = accuracy[format!("{precision}_accuracy")].clone();
+    let key = match precision {
+        "float32" => format!("image_{image}_accuracy"),
+        _ => format!("{precision}_accuracy"),
+    };
+    let a = accuracy[key].clone();
     assert_eq!(
         (a["frames"].as_u64(), a["windows"].as_u64()),
         (Some(20), Some(4)),
         "{a}"
     );
+    assert_eq!(a["image_frames"].as_u64(), Some(20), "{a}");
     a
 }
 
@@ -300,13 +307,44 @@ fn bench_bf16_runs_bfloat16_or_says_why_it_cannot() {
         assert!(stdout.is_empty(), "nothing measured: {stdout}");
         return;
     }
-    let a = reduced_precision_bench(&out, "bfloat16", "blocked");
+    let a = reduced_precision_bench(&out, "bfloat16", "blocked", "float32");
     assert!(a["cosine_min"].as_f64().unwrap() > 0.9999, "{a}");
     assert!(
         a["cosine_min"].as_f64().unwrap() < 1.0,
         "not float32 again: {a}"
     );
     assert!(a["engine"].as_str().unwrap().ends_with("_bf16"), "{a}");
+}
+
+/// `--image-bf16` runs the ResNet image trunk in bfloat16 (OpenL3 stays float32, or
+/// with `--int8` runs in int8 beside it) and reports both encoders' accuracy where the
+/// CPU has bf16 instructions; elsewhere it fails with the reason, before measuring.
+#[test]
+fn bench_image_bf16_runs_the_image_trunk_in_bfloat16_or_says_why_it_cannot() {
+    let out = quick_bench_json(&["--image-bf16"]);
+    if avscene::support::cpu::bf16_instructions().is_none() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains("--image-bf16: this CPU has no bfloat16 instructions"),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "nothing measured");
+        return;
+    }
+    let a = reduced_precision_bench(&out, "float32", "blocked", "bfloat16");
+    // OpenL3 in float32 against itself: equal but for the cosine's own rounding.
+    assert!(a["cosine_min"].as_f64().unwrap() > 0.999999, "{a}");
+    let image = a["image_cosine_min"].as_f64().unwrap();
+    assert!(image > 0.999 && image < 0.999999, "bfloat16, close: {a}");
+    assert!(a["engine"].as_str().unwrap().ends_with("_bf16"), "{a}");
+    if avscene::model::int8::engine().is_ok() {
+        let out = quick_bench_json(&["--int8", "--image-bf16"]);
+        let a = reduced_precision_bench(&out, "int8", "nhwc", "bfloat16");
+        assert!(a["cosine_min"].as_f64().unwrap() > 0.99, "{a}");
+        let image = a["image_cosine_min"].as_f64().unwrap();
+        assert!(image > 0.999 && image < 0.999999, "{a}");
+    }
 }
 
 #[test]
@@ -319,7 +357,7 @@ fn bench_int8_runs_the_int8_path_and_reports_its_accuracy() {
     // libtorch's one-time deprecation notice for quantized tensors is not passed on.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("deprecated"), "{stderr}");
-    let a = reduced_precision_bench(&out, "int8", "nhwc");
+    let a = reduced_precision_bench(&out, "int8", "nhwc", "float32");
     assert!(a["cosine_min"].as_f64().unwrap() > 0.99, "{a}");
     assert!(a["top1_agree"].as_u64().unwrap() >= 3, "{a}");
     assert!(!a["engine"].as_str().unwrap().is_empty(), "{a}");

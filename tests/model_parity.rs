@@ -279,7 +279,7 @@ fn int8_openl3_stays_close_to_float32_and_follows_weight_changes() {
     let set = |on: bool| openl3.set_int8(on).expect("int8 turns on on the CPU");
     around_a_weight_change(
         &model,
-        &frames,
+        || openl3.forward(&frames),
         set,
         || openl3.uses_int8(),
         close,
@@ -292,24 +292,23 @@ fn int8_openl3_stays_close_to_float32_and_follows_weight_changes() {
     );
 }
 
-/// OpenL3's float32 and reduced-precision embeddings of `frames` (`set` turns the reduced
-/// path on and off, `on` says it stayed on), compared by `close`, then again after
-/// `change` writes weights in place: the change shows in float32, and the reduced path
-/// follows it.
+/// An encoder's float32 and reduced-precision embeddings (`embed` computes them, `set`
+/// turns the reduced path on and off, `on` says it stayed on), compared by `close`, then
+/// again after `change` writes weights in place: the change shows in float32, and the
+/// reduced path follows it.
 fn around_a_weight_change(
     model: &Model,
-    frames: &Tensor,
+    embed: impl Fn() -> Tensor,
     set: impl Fn(bool) -> bool,
     on: impl Fn() -> bool,
     close: impl Fn(&Tensor, &Tensor),
     change: impl FnOnce(&HashMap<String, Tensor>),
 ) {
-    let openl3 = &model.net.openl3;
     let both = || {
         assert!(!set(false));
-        let float = tch::no_grad(|| openl3.forward(frames));
+        let float = tch::no_grad(&embed);
         assert!(set(true));
-        let reduced = tch::no_grad(|| openl3.forward(frames));
+        let reduced = tch::no_grad(&embed);
         assert!(on(), "the reduced path stayed on (no fallback)");
         (float, reduced)
     };
@@ -356,7 +355,7 @@ fn bf16_openl3_stays_close_to_float32_or_says_why_it_cannot() {
     let set = |on: bool| openl3.set_bf16(on).expect("bfloat16 turns on here");
     around_a_weight_change(
         &model,
-        &frames,
+        || openl3.forward(&frames),
         set,
         || openl3.uses_bf16(),
         close,
@@ -367,36 +366,95 @@ fn bf16_openl3_stays_close_to_float32_or_says_why_it_cannot() {
     );
 }
 
+/// The ResNet image trunk's bfloat16 path (opt-in) where the CPU has bf16 instructions:
+/// the image branch's embeddings within bfloat16's rounding of float32, really in
+/// bfloat16, repacked when a weight changes in place, and off with the blocked layout.
+/// On a CPU without them it refuses, saying so, and the trunk stays in float32.
+#[test]
+fn bf16_image_trunk_stays_close_to_float32_or_says_why_it_cannot() {
+    let model = Model::fresh(ModelSpec::full(), Device::Cpu);
+    let video = &model.net.video;
+    if avscene::support::cpu::bf16_instructions().is_none() {
+        let e = video.set_bf16(true).expect_err("no bf16 instructions here");
+        assert!(e.to_string().contains("no bfloat16 instructions"), "{e}");
+        assert!(!video.uses_bf16(), "stayed float32");
+        return;
+    }
+    let images = input_tensor(&[2, 3, 224, 224], 0.2, 1.5, 0.013);
+    let close = |float: &Tensor, bf16: &Tensor| {
+        assert_eq!(bf16.kind(), tch::Kind::Float, "back in float32");
+        let worst = Tensor::cosine_similarity(float, bf16, 1, 1e-8)
+            .min()
+            .double_value(&[]);
+        assert!(worst > 0.999, "bfloat16 vs float32 cosine {worst}");
+        let diff = rel_diff(bf16, float);
+        assert!(diff > 1e-5, "bfloat16 is not float32 in disguise: {diff:e}");
+    };
+    let set = |on: bool| video.set_bf16(on).expect("bfloat16 turns on here");
+    around_a_weight_change(
+        &model,
+        || video.forward_t(&images, false),
+        set,
+        || video.uses_bf16(),
+        close,
+        |vars| {
+            let mut w = vars["video.resnet.layer3.1.conv2.weight"].shallow_clone();
+            let _ = w.g_mul_scalar_(-1.0);
+            let mut mean = vars["video.resnet.bn1.running_mean"].shallow_clone();
+            let _ = mean.g_add_scalar_(0.5);
+        },
+    );
+    // bfloat16 lives on the blocked layout: without it, the plain float32 path runs.
+    assert!(video.set_bf16(true).unwrap());
+    assert!(!video.set_blocked(false));
+    assert!(!video.uses_bf16(), "off with the blocked layout");
+    let e = video.set_bf16(true).expect_err("needs the blocked layout");
+    assert!(e.to_string().contains("blocked layout"), "{e}");
+    assert!(video.set_blocked(true));
+}
+
 /// The whole model with OpenL3 in int8, and in bfloat16 where the CPU has it, gives the
 /// same labels as float32 on generated scenes, and nearly the same probabilities (what
 /// `avscene bench --int8` / `--bf16` report).
 #[test]
 fn the_whole_model_in_reduced_precision_agrees_with_float32_on_generated_scenes() {
-    use avscene::infer::Precision;
+    use avscene::infer::Precision::{Bfloat16, Float32, Int8};
     let mut model = Model::fresh(ModelSpec::small(), Device::Cpu);
+    // (OpenL3's precision, the image trunk's, the worst OpenL3 cosine allowed)
     let mut precisions = vec![];
     if int8_available() {
-        precisions.push((Precision::Int8, 0.995));
+        precisions.push((Int8, Float32, 0.995));
     }
     if avscene::support::cpu::bf16_instructions().is_some() {
-        precisions.push((Precision::Bfloat16, 0.9999));
+        precisions.push((Bfloat16, Float32, 0.9999));
+        precisions.push((Bfloat16, Bfloat16, 0.9999));
     }
-    for (precision, cosine) in precisions {
+    for (precision, image, cosine) in precisions {
         let config = avscene::infer::InferenceConfig {
             openl3_precision: precision,
+            image_precision: image,
             ..Default::default()
         };
         let (accuracy, back) = avscene::infer::bench::precision_accuracy(model, &config, 3, 2);
         model = back;
         let a = accuracy.expect("it runs here");
-        assert_eq!(a.precision, precision.name());
-        assert_eq!((a.frames, a.windows), (30, 6));
+        assert_eq!(
+            (a.precision, a.image_precision),
+            (precision.name(), image.name())
+        );
+        assert_eq!((a.frames, a.image_frames, a.windows), (30, 30, 6));
         assert!(a.cosine_min > cosine, "{a:?}");
+        // float32 against itself: equal but for the cosine's own rounding.
+        let image_cosine = match image {
+            Float32 => 0.999999..=1.000001,
+            _ => 0.999..=0.999999,
+        };
+        assert!(image_cosine.contains(&a.image_cosine_min), "{a:?}");
         assert!(a.top1_agree + 1 >= a.windows, "{a:?}");
         assert!(a.max_probability_diff < 0.05, "{a:?}");
-        let openl3 = &model.net.openl3;
+        let (openl3, video) = (&model.net.openl3, &model.net.video);
         assert!(
-            !openl3.uses_int8() && !openl3.uses_bf16(),
+            !openl3.uses_int8() && !openl3.uses_bf16() && !video.uses_bf16(),
             "left in float32"
         );
     }

@@ -5,7 +5,10 @@ use crate::infer::bench::{
     BenchPlan, BenchRecord, OverloadRecord, PrecisionAccuracy, overload, precision_accuracy,
     run as measure,
 };
-use crate::infer::{InferenceConfig, Precision, precision_in_use, set_precision};
+use crate::infer::{
+    InferenceConfig, Precision, image_precision_in_use, precision_in_use, set_image_precision,
+    set_precision,
+};
 
 /// Measure inference on synthetic windows (no capture, no broker): windows/s, latency
 /// p50/p99 and real-time factor for the naive path (every window from scratch) and the
@@ -49,6 +52,10 @@ pub struct BenchArgs {
     /// "bfloat16" (CPUs with bf16 instructions); then its accuracy, as for --int8.
     #[arg(long)]
     pub bf16: bool,
+    /// The ResNet image trunk in bfloat16, as inference.image_precision = "bfloat16"
+    /// (CPUs with bf16 instructions); then its accuracy, as for --int8.
+    #[arg(long, conflicts_with = "plain_layout")]
+    pub image_bf16: bool,
 }
 
 pub fn run(args: BenchArgs) -> Result {
@@ -75,13 +82,27 @@ pub fn run(args: BenchArgs) -> Result {
             (_, true) => Precision::Bfloat16,
             _ => Precision::Float32,
         },
+        image_precision: match args.image_bf16 {
+            true => Precision::Bfloat16,
+            false => Precision::Float32,
+        },
         ..Default::default()
     };
+    let input = |flag: &'static str| move |e: String| CommandError::Input(format!("{flag}: {e}"));
     let flag = if args.int8 { "--int8" } else { "--bf16" };
-    let input = |e: String| CommandError::Input(format!("{flag}: {e}"));
     if config.openl3_precision != Precision::Float32 {
-        set_precision(&model.net.openl3, config.openl3_precision).map_err(input)?;
+        set_precision(&model.net.openl3, config.openl3_precision).map_err(input(flag))?;
     }
+    if args.image_bf16 {
+        set_image_precision(&model.net.video, config.image_precision)
+            .map_err(input("--image-bf16"))?;
+    }
+    let reduced = config.openl3_precision != Precision::Float32 || args.image_bf16;
+    let flag = if reduced && config.openl3_precision == Precision::Float32 {
+        "--image-bf16"
+    } else {
+        flag
+    };
     let plan = BenchPlan::new(args.quick, args.batches.clone(), args.threads.clone());
     if !args.json {
         print(header(&model, &args));
@@ -97,15 +118,18 @@ pub fn run(args: BenchArgs) -> Result {
             print(row(r));
         }
     });
-    let model = if config.openl3_precision != Precision::Float32 {
+    let model = if reduced {
         // Small enough to add a minute or two to the run: 4 scenes × 3 windows (2 × 2 quick).
         let (streams, windows) = if args.quick { (2, 2) } else { (4, 3) };
         let threads = plan.threads.iter().copied().max().unwrap_or(1);
         tch::set_num_threads(threads as i32);
         let (accuracy, model) = precision_accuracy(model, &config, streams, windows);
-        let accuracy = accuracy.map_err(input)?;
+        let accuracy = accuracy.map_err(input(flag))?;
         if json {
-            let key = format!("{}_accuracy", accuracy.precision);
+            let key = match (accuracy.precision, accuracy.image_precision) {
+                ("float32", image) => format!("image_{image}_accuracy"),
+                (openl3, _) => format!("{openl3}_accuracy"),
+            };
             print(format!("{}\n", serde_json::json!({ key: accuracy })));
         } else {
             print(accuracy_line(&accuracy));
@@ -187,8 +211,9 @@ fn header(model: &crate::model::Model, args: &BenchArgs) -> String {
     };
     let image_layout = name(model.net.video.uses_blocked());
     let precision = precision.describe();
+    let image_precision = image_precision_in_use(&model.net.video).describe();
     format!(
-        "avscene bench: model {} ({}), device {:?}, {cores} CPU core(s) {cpu}, audio stride {} × 0.1 s, STFT by {stft}, OpenL3 layout {layout} in {precision}, image layout {image_layout}\n\
+        "avscene bench: model {} ({}), device {:?}, {cores} CPU core(s) {cpu}, audio stride {} × 0.1 s, STFT by {stft}, OpenL3 layout {layout} in {precision}, image layout {image_layout} in {image_precision}\n\
          {peak}\
          encoders: {per_frame:.1} GFLOP per OpenL3 frame, {per_image:.1} per image; a cached hop (one stream-second) encodes {} frames + 1 image, a naive window {} frames + {} images\n\
          {:<7} {:>5} {:>7} {:>12} {:>10} {:>10} {:>8} {:>9} {:>7}\n",
@@ -222,10 +247,22 @@ fn row(r: &BenchRecord) -> String {
 }
 
 fn accuracy_line(a: &PrecisionAccuracy) -> String {
+    let (what, image) = match (a.precision, a.image_precision) {
+        (openl3, "float32") => (openl3.to_string(), String::new()),
+        (openl3, image) => (
+            match openl3 {
+                "float32" => format!("{image} image trunk"),
+                _ => format!("{openl3} OpenL3 with a {image} image trunk"),
+            },
+            format!(
+                "; image embeddings of {} frames, cosine mean {:.6}, min {:.6}",
+                a.image_frames, a.image_cosine_mean, a.image_cosine_min
+            ),
+        ),
+    };
     format!(
-        "{} against float32 on generated scenes: OpenL3 embeddings of {} frames, cosine mean {:.6}, min {:.6}; \
+        "{what} against float32 on generated scenes: OpenL3 embeddings of {} frames, cosine mean {:.6}, min {:.6}{image}; \
          the whole model on {} windows: top-1 agrees on {}/{}, class probabilities differ by at most {:.4}\n",
-        a.precision,
         a.frames,
         a.cosine_mean,
         a.cosine_min,

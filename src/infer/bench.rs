@@ -12,7 +12,10 @@ use serde::Serialize;
 
 use tch::Tensor;
 
-use super::{Engine, InferenceConfig, Precision, precision_in_use, set_precision, spawn_worker};
+use super::{
+    Engine, InferenceConfig, Precision, image_precision_in_use, precision_in_use,
+    set_image_precision, set_precision, spawn_worker,
+};
 use crate::capture::window_queue;
 use crate::features::IMAGE_BYTES;
 use crate::model::Model;
@@ -78,6 +81,8 @@ pub struct BenchRecord {
     pub image_layout: &'static str,
     /// OpenL3's arithmetic: `float32`, `int8` or `bfloat16` (`inference.openl3_precision`).
     pub openl3_precision: &'static str,
+    /// The image trunk's: `float32` or `bfloat16` (`inference.image_precision`).
+    pub image_precision: &'static str,
     /// The encoders' arithmetic per second (src/model/flops.rs): per window, the OpenL3
     /// frames and images this path encodes (cached: the hop's new ones; naive: all).
     pub gflop_per_s: f64,
@@ -90,7 +95,8 @@ impl BenchRecord {
     /// bfloat16 have their own peaks, which this does not model).
     pub fn percent_of_peak(&self) -> Option<f64> {
         self.peak_gflop_per_s
-            .filter(|&p| p > 0.0 && self.device == "cpu" && self.openl3_precision == "float32")
+            .filter(|&p| p > 0.0 && self.device == "cpu")
+            .filter(|_| self.openl3_precision == "float32" && self.image_precision == "float32")
             .map(|p| 100.0 * self.gflop_per_s / p)
     }
 }
@@ -194,8 +200,10 @@ pub fn scene_stream(name: &str, windows: usize, seed: u64) -> Vec<Window> {
 /// ([`precision_accuracy`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct PrecisionAccuracy {
-    /// `int8` or `bfloat16`.
+    /// OpenL3's: `int8`, `bfloat16` or `float32` (where only the image trunk is reduced).
     pub precision: &'static str,
+    /// The image trunk's: `bfloat16` or `float32`.
+    pub image_precision: &'static str,
     /// What runs it: libtorch's quantized engine for int8 (`X86`, `ONEDNN`, …), the CPU's
     /// instructions for bfloat16 (`avx512_bf16`, `amx_bf16`).
     pub engine: String,
@@ -203,6 +211,10 @@ pub struct PrecisionAccuracy {
     pub frames: usize,
     pub cosine_mean: f64,
     pub cosine_min: f64,
+    /// The image branch's embeddings of the same scenes' first ten frames, the same way.
+    pub image_frames: usize,
+    pub image_cosine_mean: f64,
+    pub image_cosine_min: f64,
     /// Windows the whole model classified both ways, and on how many the top label agrees.
     pub windows: usize,
     pub top1_agree: usize,
@@ -211,8 +223,9 @@ pub struct PrecisionAccuracy {
 }
 
 /// Run `streams` generated scenes of `windows` windows each through the model in float32
-/// and in `config.openl3_precision` (int8 or bfloat16): OpenL3's embeddings of each
-/// scene's first ten seconds (one per second), and the whole model's labels per window.
+/// and in `config`'s reduced precisions (OpenL3's `openl3_precision`, the image trunk's
+/// `image_precision`): the encoders' embeddings of each scene's first ten seconds (one
+/// OpenL3 frame and one image per second), and the whole model's labels per window.
 /// Leaves the model in float32.
 pub fn precision_accuracy(
     model: Model,
@@ -224,19 +237,28 @@ pub fn precision_accuracy(
         .map(|s| scene_stream(&format!("scene{s}"), windows, s as u64))
         .collect();
     let samples = crate::features::AUDIO_FRAME_SAMPLES;
-    let frames: Vec<f32> = scenes
-        .iter()
-        .filter_map(|scene| scene.first())
+    let device = model.vs.device();
+    let firsts = || scenes.iter().filter_map(|scene| scene.first());
+    let frames: Vec<f32> = firsts()
         .flat_map(|w| w.audio.chunks_exact(samples).flatten().copied())
         .collect();
     let frames = Tensor::from_slice(&frames)
         .view([-1, samples as i64])
-        .to_device(model.vs.device());
+        .to_device(device);
+    let images = crate::features::image::stack_frames(
+        firsts().flat_map(|w| w.frames.iter().map(|f| &f[..])),
+    );
+    let images = crate::features::image::images(&images, device);
     // Fail here, with the reason, rather than compare float32 with itself.
-    let precision = config.openl3_precision;
-    let ready = match precision {
-        Precision::Float32 => Err("float32 against itself: choose int8 or bfloat16".into()),
-        reduced => set_precision(&model.net.openl3, reduced),
+    let (openl3, image) = (config.openl3_precision, config.image_precision);
+    let net = &model.net;
+    let ready = match (openl3, image) {
+        (Precision::Float32, Precision::Float32) => {
+            Err("float32 against itself: choose int8 or bfloat16".into())
+        }
+        _ => {
+            set_precision(&net.openl3, openl3).and_then(|()| set_image_precision(&net.video, image))
+        }
     };
     if let Err(why) = ready {
         return (Err(why), model);
@@ -244,15 +266,23 @@ pub fn precision_accuracy(
     let mut probabilities = Vec::new();
     let mut embeddings = Vec::new();
     let mut model = model;
-    for precision in [Precision::Float32, precision] {
+    for (openl3_precision, image_precision) in
+        [(Precision::Float32, Precision::Float32), (openl3, image)]
+    {
         let config = InferenceConfig {
             cache: true,
-            openl3_precision: precision,
+            openl3_precision,
+            image_precision,
             ..config.clone()
         };
         let mut engine = Engine::new(model, &config);
         let net = &engine.model().net;
-        embeddings.push(tch::no_grad(|| net.embed_audio_frames(&frames)));
+        embeddings.push(tch::no_grad(|| {
+            (
+                net.embed_audio_frames(&frames),
+                net.embed_images(&images, false),
+            )
+        }));
         let mut probs = Vec::new();
         for i in 0..windows {
             let batch: Vec<Window> = scenes.iter().map(|s| s[i].clone()).collect();
@@ -262,15 +292,34 @@ pub fn precision_accuracy(
         model = engine.into_model();
     }
     let _ = set_precision(&model.net.openl3, Precision::Float32);
-    let cosine = Tensor::cosine_similarity(&embeddings[0], &embeddings[1], 1, 1e-8);
+    let _ = set_image_precision(&model.net.video, Precision::Float32);
+    let cosine = |i: usize| {
+        let (a, b) = (&embeddings[0], &embeddings[1]);
+        let (a, b) = if i == 0 { (&a.0, &b.0) } else { (&a.1, &b.1) };
+        let cosine = Tensor::cosine_similarity(a, b, 1, 1e-8);
+        (
+            cosine.size()[0] as usize,
+            cosine.mean(tch::Kind::Double).double_value(&[]),
+            cosine.min().double_value(&[]),
+        )
+    };
+    let ((frames, cosine_mean, cosine_min), (image_frames, image_cosine_mean, image_cosine_min)) =
+        (cosine(0), cosine(1));
     let top = crate::support::argmax;
     let (float, reduced) = (&probabilities[0], &probabilities[1]);
     let accuracy = PrecisionAccuracy {
-        precision: precision.name(),
-        engine: precision.engine(),
-        frames: cosine.size()[0] as usize,
-        cosine_mean: cosine.mean(tch::Kind::Double).double_value(&[]),
-        cosine_min: cosine.min().double_value(&[]),
+        precision: openl3.name(),
+        image_precision: image.name(),
+        engine: match openl3 {
+            Precision::Float32 => image.engine(),
+            reduced => reduced.engine(),
+        },
+        frames,
+        cosine_mean,
+        cosine_min,
+        image_frames,
+        image_cosine_mean,
+        image_cosine_min,
         windows: float.len(),
         top1_agree: float
             .iter()
@@ -335,6 +384,7 @@ fn measure(
         _ => openl3_layout,
     };
     let openl3_precision = precision.name();
+    let image_precision = image_precision_in_use(&engine.model().net.video).name();
     let warmup = usize::from(cached);
     let streams: Vec<Vec<Window>> = (0..batch)
         .map(|s| synthetic_stream(&format!("bench{s}"), warmup + iterations, s as u64))
@@ -367,6 +417,7 @@ fn measure(
         openl3_layout,
         image_layout,
         openl3_precision,
+        image_precision,
         gflop_per_s: work * windows_per_s / 1e9,
         peak_gflop_per_s: crate::support::cpu::CpuPeak::detect().map(|p| p.gflops(threads)),
     };

@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::{InferenceConfig, Precision};
 use crate::features::{AUDIO_FRAME_SAMPLES, AUDIO_FRAMES, IMAGES, audio, image};
-use crate::model::{Model, OpenL3};
+use crate::model::{Model, OpenL3, VideoNet};
 use crate::support::argmax;
 use crate::window::Window;
 
@@ -105,6 +105,44 @@ pub fn precision_in_use(openl3: &OpenL3) -> Precision {
     }
 }
 
+/// Turn the ResNet image trunk's bfloat16 path on or off as `precision` asks, or say why
+/// it cannot (float32 runs then).
+pub fn set_image_precision(video: &VideoNet, precision: Precision) -> Result<(), String> {
+    let bf16 = video.set_bf16(precision == Precision::Bfloat16);
+    bf16.map_err(|e| e.to_string())?;
+    match precision {
+        Precision::Int8 => Err("int8 is for OpenL3's stack only".into()),
+        _ => Ok(()),
+    }
+}
+
+/// The precision the image trunk's CPU path runs in now.
+pub fn image_precision_in_use(video: &VideoNet) -> Precision {
+    if video.uses_bf16() {
+        Precision::Bfloat16
+    } else {
+        Precision::Float32
+    }
+}
+
+/// Log what setting `key` to `precision` did to `encoder`, which ran in `was`.
+fn announce(
+    key: &str,
+    encoder: &str,
+    precision: Precision,
+    was: Precision,
+    set: Result<(), String>,
+) {
+    match set {
+        Ok(()) if precision == Precision::Float32 || precision == was => {}
+        Ok(()) => tracing::info!("{encoder} runs in {}: {key}", precision.describe()),
+        Err(why) => tracing::warn!(
+            "{key} = \"{}\": {why}; {encoder} runs in float32",
+            precision.name()
+        ),
+    }
+}
+
 impl Engine {
     pub fn new(model: Model, config: &InferenceConfig) -> Engine {
         let device = model.vs.device();
@@ -113,17 +151,18 @@ impl Engine {
         }
         let (openl3, precision) = (&model.net.openl3, config.openl3_precision);
         let was = precision_in_use(openl3);
-        match set_precision(openl3, precision) {
-            Ok(_) if precision == Precision::Float32 || precision == was => {}
-            Ok(()) => tracing::info!(
-                "OpenL3 runs in {}: inference.openl3_precision",
-                precision.describe()
-            ),
-            Err(why) => tracing::warn!(
-                "inference.openl3_precision = \"{}\": {why}; OpenL3 runs in float32",
-                precision.name()
-            ),
-        }
+        let set = set_precision(openl3, precision);
+        announce("inference.openl3_precision", "OpenL3", precision, was, set);
+        let (video, precision) = (&model.net.video, config.image_precision);
+        let was = image_precision_in_use(video);
+        let set = set_image_precision(video, precision);
+        announce(
+            "inference.image_precision",
+            "the image trunk",
+            precision,
+            was,
+            set,
+        );
         Engine {
             model,
             device,

@@ -10,5 +10,8 @@ mod worker;
 
 pub use classify::{Classification, ClassifyError, Probabilities, WindowLabel, classify_file};
 pub use config::{InferenceConfig, Precision};
-pub use engine::{CacheCounts, Engine, SceneResult, precision_in_use, set_precision};
+pub use engine::{
+    CacheCounts, Engine, SceneResult, image_precision_in_use, precision_in_use,
+    set_image_precision, set_precision,
+};
 pub use worker::{Worker, WorkerStats, spawn_worker};

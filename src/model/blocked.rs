@@ -31,6 +31,31 @@ impl LayoutSwitch {
     }
 }
 
+/// Why an encoder's bfloat16 path cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum Bf16Error {
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("libtorch's bfloat16 convolution failed: {0}")]
+    Libtorch(String),
+}
+
+/// Whether an encoder on `device` can run its blocked path in bfloat16: on the CPU, with
+/// oneDNN, and with the CPU's bf16 instructions — without them oneDNN emulates bfloat16
+/// at a hundredth of float32's speed.
+pub fn bf16_available(device: tch::Device) -> Result<(), Bf16Error> {
+    let why = if device != tch::Device::Cpu {
+        format!("bfloat16 runs on the CPU; this model is on {device:?}")
+    } else if !tch::utils::has_mkldnn() {
+        "this libtorch has no oneDNN (mkldnn)".into()
+    } else if crate::support::cpu::bf16_instructions().is_none() {
+        "this CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16 in /proc/cpuinfo)".into()
+    } else {
+        return Ok(());
+    };
+    Err(Bf16Error::Unavailable(why))
+}
+
 /// A copy derived from some variables (folded, packed), rebuilt whenever their
 /// [`version_key`] changed since it was built.
 #[derive(Debug)]
@@ -62,13 +87,9 @@ pub struct PackedConv {
 
 impl PackedConv {
     /// `weight` and `bias` (plain tensors, batch norm already folded) reordered for a
-    /// square kernel with this stride and padding.
-    pub fn new(weight: &Tensor, bias: Option<&Tensor>, stride: i64, padding: i64) -> PackedConv {
-        PackedConv::new_in(Kind::Float, weight, bias, stride, padding)
-    }
-
-    /// The same in `kind` (`Float`, or `BFloat16` for inputs blocked in bfloat16).
-    pub fn new_in(
+    /// square kernel with this stride and padding, in `kind` (`Float`, or `BFloat16` for
+    /// inputs blocked in bfloat16).
+    pub fn new(
         kind: Kind,
         weight: &Tensor,
         bias: Option<&Tensor>,
@@ -92,8 +113,10 @@ impl PackedConv {
         }
     }
 
-    /// `conv` followed by `bn` (running statistics, epsilon `eps`), folded and packed.
+    /// `conv` followed by `bn` (running statistics, epsilon `eps`), folded and packed in
+    /// `kind`.
     pub fn folded(
+        kind: Kind,
         conv: &nn::Conv2D,
         bn: &nn::BatchNorm,
         eps: f64,
@@ -101,15 +124,10 @@ impl PackedConv {
         padding: i64,
     ) -> PackedConv {
         let (weight, bias) = fold_batch_norm(conv, bn, eps);
-        PackedConv::new(&weight, Some(&bias), stride, padding)
+        PackedConv::new(kind, &weight, Some(&bias), stride, padding)
     }
 
     /// Apply to a blocked (`to_mkldnn`) tensor; the result is blocked too.
-    pub fn forward(&self, xs: &Tensor) -> Tensor {
-        self.f_forward(xs).expect("oneDNN convolution")
-    }
-
-    /// The same, libtorch's error returned rather than raised.
     pub fn f_forward(&self, xs: &Tensor) -> Result<Tensor, tch::TchError> {
         xs.f_mkldnn_convolution(
             &self.weight,

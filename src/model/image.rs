@@ -34,6 +34,16 @@ impl VideoNet {
         self.resnet.uses_blocked()
     }
 
+    /// Run the ResNet trunk in bfloat16 in eval mode on the CPU (opt-in; CPUs with bf16
+    /// instructions, blocked layout). Returns whether it is in use, or why it cannot be.
+    pub fn set_bf16(&self, on: bool) -> Result<bool, super::Bf16Error> {
+        self.resnet.set_bf16(on)
+    }
+
+    pub fn uses_bf16(&self) -> bool {
+        self.resnet.uses_bf16()
+    }
+
     /// (N, 3, 224, 224) normalised images → (N, dim).
     pub fn forward_t(&self, images: &Tensor, train: bool) -> Tensor {
         let maps = self.resnet.forward_t(images, train);

@@ -28,10 +28,11 @@ use tch::{Device, Tensor, nn};
 
 pub use attention::EncoderLayer;
 pub use audio::AudioNet;
+pub use blocked::Bf16Error;
 pub use config::{DeviceSpec, ModelConfig, PROFILES};
 pub use file::{FORMAT, FORMAT_VERSION, ModelFileError, Provenance};
 pub use image::VideoNet;
-pub use openl3::{Bf16Error, OpenL3};
+pub use openl3::OpenL3;
 pub use spec::{Backbone, Block, ModelSpec, OPENL3_EMBEDDING, TAU_CLASSES};
 
 use crate::features::{AUDIO_CHUNK, FeatureSpec, IMAGE_CHUNK};

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Tensor, nn};
 
 use super::blocked::{
-    Derived, LayoutSwitch, PackedConv, conv_bn_variables, fold_batch_norm, version_key,
+    Bf16Error, Derived, LayoutSwitch, PackedConv, bf16_available, conv_bn_variables,
+    fold_batch_norm, version_key,
 };
 use super::init;
 use super::int8::{self, Int8Conv, Int8Error, Quantization};
@@ -49,15 +50,6 @@ pub struct OpenL3 {
     quantized: Derived<Result<Int8Stack, String>>,
     /// One frame's samples and their rate, for the calibration audio.
     frame: (i64, i64),
-}
-
-/// Why OpenL3's bfloat16 path cannot run.
-#[derive(Debug, thiserror::Error)]
-pub enum Bf16Error {
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("libtorch's bfloat16 convolution failed: {0}")]
-    Libtorch(String),
 }
 
 /// OpenL3's convolution stack in int8: how its input is quantized, then the seven
@@ -188,18 +180,7 @@ impl OpenL3 {
         if !on {
             return Ok(false);
         }
-        self.on_cpu("bfloat16").map_err(Bf16Error::Unavailable)?;
-        if !tch::utils::has_mkldnn() {
-            return Err(Bf16Error::Unavailable(
-                "this libtorch has no oneDNN (mkldnn)".into(),
-            ));
-        }
-        if crate::support::cpu::bf16_instructions().is_none() {
-            return Err(Bf16Error::Unavailable(
-                "this CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16 in /proc/cpuinfo)"
-                    .into(),
-            ));
-        }
+        bf16_available(self.dft_real.device())?;
         let (samples, _) = self.frame;
         let silence = Tensor::zeros([1, samples], (tch::Kind::Float, tch::Device::Cpu));
         let xs = tch::no_grad(|| self.stack_input(&silence));
@@ -375,10 +356,10 @@ impl OpenL3 {
             let mut all: Vec<PackedConv> = self
                 .folded_convs()
                 .iter()
-                .map(|(w, b)| PackedConv::new_in(kind, w, Some(b), 1, 1))
+                .map(|(w, b)| PackedConv::new(kind, w, Some(b), 1, 1))
                 .collect();
             let e = &self.embedding;
-            all.push(PackedConv::new_in(kind, &e.ws, e.bs.as_ref(), 1, 1));
+            all.push(PackedConv::new(kind, &e.ws, e.bs.as_ref(), 1, 1));
             all
         };
         let packed = match kind {

@@ -2,11 +2,16 @@
 //! `layer1.0.conv1`, `layer2.0.downsample.0`, …), up to `layer4`: ImageNet weights from
 //! torchvision load 1:1 (without `fc`). Bottleneck blocks stride on the 3×3 (v1.5).
 //! In eval mode on the CPU it runs on oneDNN's blocked tensors, batch norms folded
-//! (`super::blocked`); training keeps the plain layout.
+//! (`super::blocked`), in float32 or, opt-in where the CPU has bf16 instructions, in
+//! bfloat16; training keeps the plain layout.
 
-use tch::{Tensor, nn};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::blocked::{Derived, LayoutSwitch, PackedConv, conv_bn_variables, version_key};
+use tch::{Kind, Tensor, nn};
+
+use super::blocked::{
+    Bf16Error, Derived, LayoutSwitch, PackedConv, bf16_available, conv_bn_variables, version_key,
+};
 use super::init;
 use super::spec::{Backbone, Block};
 
@@ -113,9 +118,9 @@ impl ResidualBlock {
         (ys + identity).relu()
     }
 
-    fn pack(&self) -> PackedBlock {
+    fn pack(&self, kind: Kind) -> PackedBlock {
         let pack = |(conv, bn, stride): &(nn::Conv2D, nn::BatchNorm, i64)| {
-            PackedConv::folded(conv, bn, BN_EPS, *stride, padding(conv))
+            PackedConv::folded(kind, conv, bn, BN_EPS, *stride, padding(conv))
         };
         PackedBlock {
             convs: self.convs.iter().map(pack).collect(),
@@ -133,20 +138,20 @@ impl ResidualBlock {
 
 impl PackedBlock {
     /// The same block on blocked tensors.
-    fn forward(&self, xs: &Tensor) -> Tensor {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor, tch::TchError> {
         let last = self.convs.len() - 1;
         let mut ys = xs.shallow_clone();
         for (i, conv) in self.convs.iter().enumerate() {
-            ys = conv.forward(&ys);
+            ys = conv.f_forward(&ys)?;
             if i != last {
-                ys = ys.relu_();
+                ys = ys.f_relu_()?;
             }
         }
         let identity = match &self.downsample {
-            Some(conv) => conv.forward(xs),
+            Some(conv) => conv.f_forward(xs)?,
             None => xs.shallow_clone(),
         };
-        (ys + identity).relu_()
+        ys.f_add(&identity)?.f_relu_()
     }
 }
 
@@ -160,6 +165,11 @@ pub struct ResNet {
     blocked: LayoutSwitch,
     /// The packed trunk, repacked whenever a variable was written since.
     packed: Derived<PackedTrunk>,
+    /// Run the blocked trunk in bfloat16 (opt-in, where the CPU has bf16 instructions:
+    /// faster, slightly less exact; `inference.image_precision`).
+    bf16: AtomicBool,
+    /// The same packed in bfloat16.
+    packed_bf16: Derived<PackedTrunk>,
 }
 
 impl ResNet {
@@ -184,7 +194,38 @@ impl ResNet {
             blocks,
             blocked: LayoutSwitch::new(),
             packed: Derived::new(),
+            bf16: AtomicBool::new(false),
+            packed_bf16: Derived::new(),
         }
+    }
+
+    /// Run the eval-mode trunk in bfloat16 on the CPU (off by default): its folded
+    /// weights and activations rounded to bfloat16, accumulated in float32 by oneDNN's
+    /// bf16 kernels, the feature maps back in float32. Only on the blocked layout, where
+    /// the CPU has bf16 instructions; packs the weights and runs one image now, so a
+    /// machine that cannot says why here. Returns whether bfloat16 is in use.
+    pub fn set_bf16(&self, on: bool) -> Result<bool, Bf16Error> {
+        self.bf16.store(false, Ordering::Relaxed);
+        if !on {
+            return Ok(false);
+        }
+        bf16_available(self.conv1.ws.device())?;
+        if !self.uses_blocked() {
+            return Err(Bf16Error::Unavailable(
+                "bfloat16 runs on oneDNN's blocked layout, which is off".into(),
+            ));
+        }
+        let image = Tensor::zeros([1, 3, 64, 64], (Kind::Float, tch::Device::Cpu));
+        let _maps = self
+            .forward_blocked(&image, Kind::BFloat16)
+            .map_err(|e| Bf16Error::Libtorch(e.to_string()))?;
+        self.bf16.store(true, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Whether eval mode on the CPU runs the trunk in bfloat16.
+    pub fn uses_bf16(&self) -> bool {
+        self.bf16.load(Ordering::Relaxed) && self.uses_blocked()
     }
 
     /// Use oneDNN's blocked layout in eval mode on the CPU; off, the plain NCHW path.
@@ -201,7 +242,25 @@ impl ResNet {
     /// (N, 3, H, W) → (N, features, H/32, W/32).
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         if !train && xs.device() == tch::Device::Cpu && self.uses_blocked() {
-            return self.forward_blocked(xs);
+            // The fastest path turned on; one that fails is turned off for good, logged,
+            // and the next one runs (a failure is never a panic in the inference loop).
+            let paths = [
+                (&self.bf16, "bfloat16 path", Kind::BFloat16),
+                (&self.blocked.0, "blocked layout", Kind::Float),
+            ];
+            for (on, path, kind) in paths {
+                if on.load(Ordering::Relaxed) {
+                    match self.forward_blocked(xs, kind) {
+                        Ok(ys) => return ys,
+                        Err(e) => {
+                            tracing::error!(
+                                "the ResNet's {path} failed ({e}); not used from now on"
+                            );
+                            on.store(false, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
         }
         let mut ys = xs
             .apply(&self.conv1)
@@ -214,26 +273,29 @@ impl ResNet {
         ys
     }
 
-    /// The eval-mode trunk on blocked tensors (no gradient), packed on first use and
-    /// again after any of its variables changed.
-    fn forward_blocked(&self, xs: &Tensor) -> Tensor {
+    /// The eval-mode trunk on blocked tensors in `kind` (`Float`, `BFloat16`; no
+    /// gradient), packed on first use and again after any of its variables changed; the
+    /// feature maps come back in float32.
+    fn forward_blocked(&self, xs: &Tensor, kind: Kind) -> Result<Tensor, tch::TchError> {
         let pack = || PackedTrunk {
-            conv1: PackedConv::folded(&self.conv1, &self.bn1, BN_EPS, 2, 3),
-            blocks: self.blocks.iter().map(ResidualBlock::pack).collect(),
+            conv1: PackedConv::folded(kind, &self.conv1, &self.bn1, BN_EPS, 2, 3),
+            blocks: self.blocks.iter().map(|b| b.pack(kind)).collect(),
         };
-        self.packed.with(self.version_key(), pack, |packed| {
+        let packed = match kind {
+            Kind::BFloat16 => &self.packed_bf16,
+            _ => &self.packed,
+        };
+        packed.with(self.version_key(), pack, |packed| {
             tch::no_grad(|| {
-                let mut ys = packed.conv1.forward(&xs.to_mkldnn()).relu_().max_pool2d(
-                    [3, 3],
-                    [2, 2],
-                    [1, 1],
-                    [1, 1],
-                    false,
-                );
+                let mut ys = packed
+                    .conv1
+                    .f_forward(&xs.f_to_mkldnn(kind)?)?
+                    .f_relu_()?
+                    .f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
                 for block in &packed.blocks {
-                    ys = block.forward(&ys);
+                    ys = block.forward(&ys)?;
                 }
-                ys.to_dense(None, false)
+                ys.f_to_dense(Kind::Float, false)
             })
         })
     }

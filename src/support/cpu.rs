@@ -343,7 +343,10 @@ mod tests {
         ] {
             let best = (0..5).filter_map(|_| measure()).reduce(f64::max);
             let ghz = best.unwrap_or_else(|| panic!("the chain of {chain} gave no clock"));
-            assert!(ghz > 0.0 && ghz < 7.0, "the chain of {chain} read {ghz} GHz");
+            assert!(
+                ghz > 0.0 && ghz < 7.0,
+                "the chain of {chain} read {ghz} GHz"
+            );
         }
         let one = measured_ghz(1).expect("a clock from one core");
         let all = measured_ghz(2).expect("a clock from two threads");
