@@ -362,3 +362,52 @@ fn bench_int8_runs_the_int8_path_and_reports_its_accuracy() {
     assert!(a["top1_agree"].as_u64().unwrap() >= 3, "{a}");
     assert!(!a["engine"].as_str().unwrap().is_empty(), "{a}");
 }
+
+/// The warning for a machine that does not keep up names what would still help here,
+/// least accuracy lost first: not a precision this CPU cannot run, nor one in use.
+#[test]
+fn the_keep_up_warning_names_the_settings_this_machine_can_still_use() {
+    use avscene::infer::Precision;
+    let bf16 = avscene::support::cpu::bf16_instructions().is_some();
+    let int8 = avscene::model::int8::engine().is_ok();
+    let model = Model::fresh(ModelSpec::small(), Device::Cpu);
+    let engine = Engine::new(model, &InferenceConfig::default());
+    let settings = engine.faster_settings();
+    let first = if bf16 { "\"bfloat16\"" } else { "\"int8\"" };
+    assert!(
+        settings[0].starts_with("inference.openl3_precision") && settings[0].ends_with(first),
+        "{settings:?}"
+    );
+    assert_eq!(
+        settings.iter().any(|s| s.contains("image_precision")),
+        bf16,
+        "{settings:?}"
+    );
+    assert!(
+        settings.contains(&"inference.fast_stft = true"),
+        "{settings:?}"
+    );
+    assert!(
+        settings.last().unwrap().starts_with("model.profile"),
+        "{settings:?}"
+    );
+    if !int8 {
+        return;
+    }
+    // Everything this CPU can reduce already on: only a smaller model is left.
+    let config = InferenceConfig {
+        openl3_precision: Precision::Int8,
+        image_precision: if bf16 {
+            Precision::Bfloat16
+        } else {
+            Precision::Float32
+        },
+        fast_stft: true,
+        audio_stride: 10,
+        ..Default::default()
+    };
+    let engine = Engine::new(engine.into_model(), &config);
+    let settings = engine.faster_settings();
+    assert_eq!(settings.len(), 1, "{settings:?}");
+    assert!(settings[0].starts_with("model.profile"), "{settings:?}");
+}

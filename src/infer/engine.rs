@@ -185,6 +185,37 @@ impl Engine {
         self.counts
     }
 
+    /// The settings that would make this engine faster, least costly in accuracy first
+    /// (the README's "Staying live on a small CPU"): the reduced precisions this CPU can
+    /// run and the model does not use yet, the FFT, fewer OpenL3 frames, a smaller model.
+    pub fn faster_settings(&self) -> Vec<&'static str> {
+        let net = &self.model.net;
+        let mut settings = Vec::new();
+        if self.device == Device::Cpu {
+            let bf16 = crate::support::cpu::bf16_instructions().is_some();
+            match precision_in_use(&net.openl3) {
+                Precision::Float32 if bf16 => {
+                    settings.push("inference.openl3_precision = \"bfloat16\"")
+                }
+                Precision::Float32 | Precision::Bfloat16 => {
+                    settings.push("inference.openl3_precision = \"int8\"")
+                }
+                Precision::Int8 => {}
+            }
+            if bf16 && image_precision_in_use(&net.video) == Precision::Float32 {
+                settings.push("inference.image_precision = \"bfloat16\"");
+            }
+            if !net.openl3.uses_fft() {
+                settings.push("inference.fast_stft = true");
+            }
+        }
+        if self.config.audio_stride < 10 {
+            settings.push("a larger inference.audio_stride");
+        }
+        settings.push("model.profile = \"small\" (with a model trained for it)");
+        settings
+    }
+
     /// Embeddings held across all streams (audio frames, images): bounded by the windows
     /// in flight.
     pub fn cached_entries(&self) -> (usize, usize) {

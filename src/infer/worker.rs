@@ -221,6 +221,7 @@ fn run(
     let max_wait = Duration::from_millis(config.max_wait_ms);
     let stale_after = Duration::from_secs_f64(config.stale_after_s);
     let mut report = RateReport::new();
+    let faster = engine.faster_settings().join(", ");
     while !stop.load(Ordering::SeqCst) {
         stats.beat();
         let first = match windows.recv_timeout(Duration::from_millis(100)) {
@@ -278,7 +279,7 @@ fn run(
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         report.classified += batch.len() as u64;
-        report.maybe_log();
+        report.maybe_log(&faster);
     }
     engine
 }
@@ -300,7 +301,8 @@ impl RateReport {
         }
     }
 
-    fn maybe_log(&mut self) {
+    /// `faster`: the settings that would help, for the warning.
+    fn maybe_log(&mut self, faster: &str) {
         let elapsed = self.since.elapsed().as_secs_f64();
         let due = if self.stale > 0 { 30.0 } else { 600.0 };
         if elapsed < due {
@@ -310,7 +312,8 @@ impl RateReport {
         if self.stale > 0 {
             tracing::warn!(
                 "inference: {rate:.2} windows/s classified, {} stale windows dropped in {elapsed:.0} s: \
-                 the hardware does not keep up (see inference.audio_stride and model.profile)",
+                 the hardware does not keep up; faster, least accuracy lost first: {faster} \
+                 (README: Staying live on a small CPU)",
                 self.stale
             );
         } else {
