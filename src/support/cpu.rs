@@ -195,66 +195,54 @@ pub fn measured_ghz(threads: usize) -> Option<f64> {
     Some(clocks.iter().sum::<f64>() / clocks.len() as f64)
 }
 
+/// Times `iterations` loop iterations of 16 dependent `$op {x}, {y}` on x = `$start`,
+/// y = `$operand` (the loop's own decrement and branch run beside them); gives the final
+/// x, for checking the chain ran in full, and the seconds taken.
+#[cfg(target_arch = "x86_64")]
+macro_rules! timed_chain {
+    ($op:literal, $start:expr, $operand:expr, $iterations:expr) => {{
+        let began = std::time::Instant::now();
+        let (mut x, mut n): (u64, u64) = ($start, $iterations);
+        // SAFETY: register-only arithmetic, no memory access, no stack use.
+        unsafe {
+            std::arch::asm!(
+                "2:",
+                $op, $op, $op, $op, $op, $op, $op, $op,
+                $op, $op, $op, $op, $op, $op, $op, $op,
+                "dec {n}",
+                "jnz 2b",
+                x = inout(reg) x,
+                n = inout(reg) n,
+                y = in(reg) $operand,
+                options(nomem, nostack),
+            );
+        }
+        (x, n == 0, began.elapsed().as_secs_f64())
+    }};
+}
+
 /// Loop iterations per timed chain: 16 operations each, ~10 ms at 3 GHz for the adds.
 #[cfg(target_arch = "x86_64")]
 const ITERATIONS: u64 = 2_000_000;
 
-/// One timed chain of adds: 16 dependent register-to-register adds per loop iteration,
-/// one cycle each (the loop's own decrement and branch run beside them).
+/// One timed chain of 16 × [`ITERATIONS`] dependent register-to-register adds, one cycle
+/// each.
 #[cfg(target_arch = "x86_64")]
 fn add_chain_ghz() -> Option<f64> {
-    let began = std::time::Instant::now();
-    let mut n = ITERATIONS;
-    let mut x = 0u64;
-    // SAFETY: register-only arithmetic, no memory access, no stack use.
-    unsafe {
-        std::arch::asm!(
-            "2:",
-            "add {x}, {one}", "add {x}, {one}", "add {x}, {one}", "add {x}, {one}",
-            "add {x}, {one}", "add {x}, {one}", "add {x}, {one}", "add {x}, {one}",
-            "add {x}, {one}", "add {x}, {one}", "add {x}, {one}", "add {x}, {one}",
-            "add {x}, {one}", "add {x}, {one}", "add {x}, {one}", "add {x}, {one}",
-            "dec {n}",
-            "jnz 2b",
-            x = inout(reg) x,
-            n = inout(reg) n,
-            one = in(reg) 1u64,
-            options(nomem, nostack),
-        );
-    }
-    let seconds = began.elapsed().as_secs_f64();
-    (x == 16 * ITERATIONS && n == 0 && seconds > 0.0)
-        .then(|| 16.0 * ITERATIONS as f64 / seconds / 1e9)
+    let (x, ran, seconds) = timed_chain!("add {x}, {y}", 0, 1u64, ITERATIONS);
+    let ops = 16 * ITERATIONS;
+    (x == ops && ran && seconds > 0.0).then(|| ops as f64 / seconds / 1e9)
 }
 
-/// One timed chain of multiplies: 16 dependent 64-bit `imul`s per loop iteration, three
-/// cycles each (Intel since Sandy Bridge, AMD since Zen).
+/// One timed chain of half as many dependent 64-bit `imul`s, three cycles each (Intel
+/// since Sandy Bridge, AMD since Zen).
 #[cfg(target_arch = "x86_64")]
 fn multiply_chain_ghz() -> Option<f64> {
     const FACTOR: u64 = 3;
-    let began = std::time::Instant::now();
-    let mut n = ITERATIONS / 2;
-    let mut x = 1u64;
-    // SAFETY: register-only arithmetic, no memory access, no stack use.
-    unsafe {
-        std::arch::asm!(
-            "2:",
-            "imul {x}, {f}", "imul {x}, {f}", "imul {x}, {f}", "imul {x}, {f}",
-            "imul {x}, {f}", "imul {x}, {f}", "imul {x}, {f}", "imul {x}, {f}",
-            "imul {x}, {f}", "imul {x}, {f}", "imul {x}, {f}", "imul {x}, {f}",
-            "imul {x}, {f}", "imul {x}, {f}", "imul {x}, {f}", "imul {x}, {f}",
-            "dec {n}",
-            "jnz 2b",
-            x = inout(reg) x,
-            n = inout(reg) n,
-            f = in(reg) FACTOR,
-            options(nomem, nostack),
-        );
-    }
-    let seconds = began.elapsed().as_secs_f64();
-    let expected = FACTOR.wrapping_pow((16 * (ITERATIONS / 2)) as u32);
-    (x == expected && n == 0 && seconds > 0.0)
-        .then(|| 3.0 * 16.0 * (ITERATIONS / 2) as f64 / seconds / 1e9)
+    let (x, ran, seconds) = timed_chain!("imul {x}, {y}", 1, FACTOR, ITERATIONS / 2);
+    let ops = 16 * (ITERATIONS / 2);
+    let expected = FACTOR.wrapping_pow(ops as u32);
+    (x == expected && ran && seconds > 0.0).then(|| 3.0 * ops as f64 / seconds / 1e9)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
