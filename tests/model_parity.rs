@@ -320,6 +320,20 @@ fn around_a_weight_change(
     close(&changed_float, &changed_reduced);
 }
 
+/// A check that bfloat16 embeddings came back in float32, within a cosine of `worst` of
+/// float32's, and really differ from them.
+fn bf16_close_to_float32(worst: f64) -> impl Fn(&Tensor, &Tensor) {
+    move |float: &Tensor, bf16: &Tensor| {
+        assert_eq!(bf16.kind(), tch::Kind::Float, "back in float32");
+        let cosine = Tensor::cosine_similarity(float, bf16, 1, 1e-8)
+            .min()
+            .double_value(&[]);
+        assert!(cosine > worst, "bfloat16 vs float32 cosine {cosine}");
+        let diff = rel_diff(bf16, float);
+        assert!(diff > 1e-5, "bfloat16 is not float32 in disguise: {diff:e}");
+    }
+}
+
 /// OpenL3's bfloat16 path (opt-in) where the CPU has bf16 instructions: within
 /// bfloat16's rounding of float32, really in bfloat16, repacked when a weight changes in
 /// place. On a CPU without them it refuses, saying so, and OpenL3 stays in float32.
@@ -339,19 +353,7 @@ fn bf16_openl3_stays_close_to_float32_or_says_why_it_cannot() {
         assert!(!openl3.uses_bf16(), "stayed float32");
         return;
     }
-    let close = |float: &Tensor, bf16: &Tensor| {
-        assert_eq!(
-            bf16.kind(),
-            tch::Kind::Float,
-            "embeddings come back in float32"
-        );
-        let worst = Tensor::cosine_similarity(float, bf16, 1, 1e-8)
-            .min()
-            .double_value(&[]);
-        assert!(worst > 0.9999, "bfloat16 vs float32 cosine {worst}");
-        let diff = rel_diff(bf16, float);
-        assert!(diff > 1e-5, "bfloat16 is not float32 in disguise: {diff:e}");
-    };
+    let close = bf16_close_to_float32(0.9999);
     let set = |on: bool| openl3.set_bf16(on).expect("bfloat16 turns on here");
     around_a_weight_change(
         &model,
@@ -381,15 +383,7 @@ fn bf16_image_trunk_stays_close_to_float32_or_says_why_it_cannot() {
         return;
     }
     let images = input_tensor(&[2, 3, 224, 224], 0.2, 1.5, 0.013);
-    let close = |float: &Tensor, bf16: &Tensor| {
-        assert_eq!(bf16.kind(), tch::Kind::Float, "back in float32");
-        let worst = Tensor::cosine_similarity(float, bf16, 1, 1e-8)
-            .min()
-            .double_value(&[]);
-        assert!(worst > 0.999, "bfloat16 vs float32 cosine {worst}");
-        let diff = rel_diff(bf16, float);
-        assert!(diff > 1e-5, "bfloat16 is not float32 in disguise: {diff:e}");
-    };
+    let close = bf16_close_to_float32(0.999);
     let set = |on: bool| video.set_bf16(on).expect("bfloat16 turns on here");
     around_a_weight_change(
         &model,

@@ -89,19 +89,19 @@ pub fn run(args: BenchArgs) -> Result {
         ..Default::default()
     };
     let input = |flag: &'static str| move |e: String| CommandError::Input(format!("{flag}: {e}"));
-    let flag = if args.int8 { "--int8" } else { "--bf16" };
+    let openl3_flag = if args.int8 { "--int8" } else { "--bf16" };
+    let reduced = config.openl3_precision != Precision::Float32 || args.image_bf16;
     if config.openl3_precision != Precision::Float32 {
-        set_precision(&model.net.openl3, config.openl3_precision).map_err(input(flag))?;
+        set_precision(&model.net.openl3, config.openl3_precision).map_err(input(openl3_flag))?;
     }
     if args.image_bf16 {
         set_image_precision(&model.net.video, config.image_precision)
             .map_err(input("--image-bf16"))?;
     }
-    let reduced = config.openl3_precision != Precision::Float32 || args.image_bf16;
-    let flag = if reduced && config.openl3_precision == Precision::Float32 {
-        "--image-bf16"
-    } else {
-        flag
+    // The accuracy run's failure names the flag it measures first.
+    let flag = match config.openl3_precision {
+        Precision::Float32 => "--image-bf16",
+        _ => openl3_flag,
     };
     let plan = BenchPlan::new(args.quick, args.batches.clone(), args.threads.clone());
     if !args.json {

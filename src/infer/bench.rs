@@ -293,9 +293,8 @@ pub fn precision_accuracy(
     }
     let _ = set_precision(&model.net.openl3, Precision::Float32);
     let _ = set_image_precision(&model.net.video, Precision::Float32);
-    let cosine = |i: usize| {
-        let (a, b) = (&embeddings[0], &embeddings[1]);
-        let (a, b) = if i == 0 { (&a.0, &b.0) } else { (&a.1, &b.1) };
+    // (rows compared, mean and least cosine similarity) of two encoders' outputs.
+    let cosine = |a: &Tensor, b: &Tensor| {
         let cosine = Tensor::cosine_similarity(a, b, 1, 1e-8);
         (
             cosine.size()[0] as usize,
@@ -303,8 +302,12 @@ pub fn precision_accuracy(
             cosine.min().double_value(&[]),
         )
     };
-    let ((frames, cosine_mean, cosine_min), (image_frames, image_cosine_mean, image_cosine_min)) =
-        (cosine(0), cosine(1));
+    let [(audio, image_embeddings), (reduced_audio, reduced_images)] = &embeddings[..] else {
+        unreachable!("one pass in float32, one reduced")
+    };
+    let (frames, cosine_mean, cosine_min) = cosine(audio, reduced_audio);
+    let (image_frames, image_cosine_mean, image_cosine_min) =
+        cosine(image_embeddings, reduced_images);
     let top = crate::support::argmax;
     let (float, reduced) = (&probabilities[0], &probabilities[1]);
     let accuracy = PrecisionAccuracy {
