@@ -179,23 +179,36 @@ fn header(model: &crate::model::Model, args: &BenchArgs) -> String {
         "kernel convolution"
     };
     let peak = match crate::support::cpu::CpuPeak::detect() {
-        Some(p) => format!(
-            "float32 peak {:.0} GFLOP/s on all {} physical core(s) ({} cores × {:.2} GHz × {} FLOP/cycle, {} on {}-bit units, two per core assumed), {:.0} on one ({:.2} GHz); clocks measured, nominal {:.2} GHz\n",
-            p.gflops(p.physical_cores),
-            p.physical_cores,
-            p.physical_cores,
-            p.ghz(p.physical_cores),
-            p.flop_per_cycle,
-            p.isa,
-            p.unit_bits,
-            p.gflops(1),
-            p.ghz(1),
-            p.nominal_ghz,
-        ),
+        Some(p) => {
+            let all = p.physical_cores;
+            let made_of = match (p.fma_per_ns(all), p.fma_per_cycle(all)) {
+                (Some(rate), Some(per_cycle)) => format!(
+                    "{all} cores × {rate:.2} G {}-bit {} FMAs/s × {} FLOP, timed: {per_cycle:.2} a cycle at {:.2} GHz",
+                    p.lanes * 32,
+                    p.isa,
+                    p.lanes * 2,
+                    p.ghz(all),
+                ),
+                _ => format!(
+                    "{all} cores × {:.2} GHz × {} FLOP/cycle, {} on {}-bit units, two per core assumed",
+                    p.ghz(all),
+                    p.flop_per_cycle,
+                    p.isa,
+                    p.unit_bits,
+                ),
+            };
+            format!(
+                "float32 peak {:.0} GFLOP/s on all {all} physical core(s) ({made_of}), {:.0} on one ({:.2} GHz); clocks measured, nominal {:.2} GHz\n",
+                p.gflops(all),
+                p.gflops(1),
+                p.ghz(1),
+                p.nominal_ghz,
+            )
+        }
         None => "float32 peak: unknown (no /proc/cpuinfo)\n".into(),
     };
     let features = crate::features::FeatureSpec::default();
-    let per_frame = crate::model::flops::openl3_frame(&model.spec, &features) / 1e9;
+    let per_frame = crate::model::flops::openl3_frame(&model.spec, &features, args.fast_stft) / 1e9;
     let per_image = crate::model::flops::resnet_image(&model.spec, features.image_size) / 1e9;
     let name = |blocked: bool| {
         if blocked {

@@ -370,7 +370,6 @@ fn measure(
             features.images,
         )
     };
-    let work = crate::model::flops::window(&model.spec, &features, frames, images);
     let layout = |blocked: bool| {
         if blocked && device == "cpu" {
             "blocked"
@@ -381,6 +380,8 @@ fn measure(
     let openl3_layout = layout(model.net.openl3.uses_blocked());
     let image_layout = layout(model.net.video.uses_blocked());
     let mut engine = Engine::new(model, config);
+    let fft = engine.model().net.openl3.uses_fft();
+    let work = crate::model::flops::window(&engine.model().spec, &features, frames, fft, images);
     let precision = precision_in_use(&engine.model().net.openl3);
     let openl3_layout = match precision {
         Precision::Int8 => "nhwc",

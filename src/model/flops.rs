@@ -1,8 +1,9 @@
 //! The arithmetic of the encoders, counted from the architecture (two operations per
-//! multiply-add of every convolution and of OpenL3's STFT — as its DFT-kernel
-//! convolution, also with `fast_stft` — and mel products; biases, batch norms, ReLUs and
-//! pools are left out, a rounding error beside them): what `avscene bench` divides by
-//! time to report GFLOP/s.
+//! multiply-add of every convolution, of OpenL3's STFT as its DFT-kernel convolution, and
+//! of the mel product; with `fast_stft`, the STFT as the FFT's ~2.5 n log₂ n operations
+//! for n real samples, a hundredth of the kernels'; biases, batch norms, ReLUs and pools
+//! are left out, a rounding error beside them): what `avscene bench` divides by time to
+//! report GFLOP/s.
 
 use super::ModelSpec;
 use super::spec::Block;
@@ -14,13 +15,19 @@ fn conv(c_in: i64, c_out: i64, k: i64, h: i64, w: i64) -> f64 {
     (c_in * c_out * k * k) as f64 * (h * w) as f64
 }
 
-/// Floating-point operations of OpenL3 on one 1 s frame: the DFT-kernel STFT, the mel
-/// product and the eight 3×3 convolutions.
-pub fn openl3_frame(spec: &ModelSpec, features: &FeatureSpec) -> f64 {
+/// Floating-point operations of OpenL3 on one 1 s frame: the STFT (by the DFT-kernel
+/// convolution, or by FFT), the mel product and the eight 3×3 convolutions.
+pub fn openl3_frame(spec: &ModelSpec, features: &FeatureSpec, fft: bool) -> f64 {
     let frames = features.spectrogram_frames();
     let bins = features.n_dft / 2 + 1;
-    // Real and imaginary kernels, each `n_dft` taps per bin and frame.
-    let stft = (2 * bins * features.n_dft * frames) as f64;
+    let n = features.n_dft as f64;
+    // Multiply-adds: by the kernels, real and imaginary, each `n_dft` taps per bin and
+    // frame; by a real FFT, ~2.5 n log₂ n operations a frame (half a complex one's 5).
+    let stft = if fft {
+        1.25 * n * n.log2() * frames as f64
+    } else {
+        (2 * bins * features.n_dft * frames) as f64
+    };
     let mel = (features.n_mels * bins * frames) as f64;
     let (mut h, mut w) = (features.n_mels, frames);
     let mut convs = 0.0;
@@ -68,10 +75,16 @@ pub fn resnet_image(spec: &ModelSpec, side: i64) -> f64 {
     2.0 * macs
 }
 
-/// What the encoders compute for one window: `audio_frames` OpenL3 frames and `images`
-/// images.
-pub fn window(spec: &ModelSpec, features: &FeatureSpec, audio_frames: i64, images: i64) -> f64 {
-    audio_frames as f64 * openl3_frame(spec, features)
+/// What the encoders compute for one window: `audio_frames` OpenL3 frames (their STFT by
+/// FFT or not) and `images` images.
+pub fn window(
+    spec: &ModelSpec,
+    features: &FeatureSpec,
+    audio_frames: i64,
+    fft: bool,
+    images: i64,
+) -> f64 {
+    audio_frames as f64 * openl3_frame(spec, features, fft)
         + images as f64 * resnet_image(spec, features.image_size)
 }
 
@@ -92,7 +105,18 @@ mod tests {
         // 64→64 one at full resolution alone is 1.9), plus the STFT as a kernel
         // convolution (2 × 1025 bins × 2048 taps × 199 frames: 1.7 GFLOP) and the mel
         // product (0.1).
-        let gflop = openl3_frame(&ModelSpec::full(), &FeatureSpec::default()) / 1e9;
+        let gflop = openl3_frame(&ModelSpec::full(), &FeatureSpec::default(), false) / 1e9;
         assert!((gflop - 22.18).abs() < 0.05, "{gflop}");
+    }
+
+    #[test]
+    fn the_fft_counts_what_it_computes_not_the_kernels() {
+        // 199 real FFTs of 2048 samples: 2.5 × 2048 × 11 × 199 ≈ 11 MFLOP, where the
+        // kernel convolution is 1.67 GFLOP.
+        let (spec, features) = (ModelSpec::full(), FeatureSpec::default());
+        let saved = openl3_frame(&spec, &features, false) - openl3_frame(&spec, &features, true);
+        let fft = 2.5 * 2048.0 * 11.0 * 199.0;
+        let kernels = 2.0 * 2.0 * 1025.0 * 2048.0 * 199.0;
+        assert!((saved - (kernels - fft)).abs() < 1.0, "{saved}");
     }
 }

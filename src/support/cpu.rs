@@ -1,25 +1,27 @@
-//! This CPU's float32 peak, for benchmarks to compare against: physical cores × clock ×
-//! FLOP per cycle and core, the last from the widest fused multiply-add the CPU has
-//! (its `/proc/cpuinfo` flags) and how wide the units that run it are. Two FMA units per
-//! core are assumed — true of Intel since Haswell (AVX2) and of its AVX-512 server parts
-//! but the smallest Xeons (one 512-bit unit), and of AMD since Zen 2 — so the figure is
-//! an upper bound where that is not so. AMD's Zen 4 (family 25 with AVX-512) runs each
-//! 512-bit FMA as two halves on its two 256-bit units: it has AVX-512's instructions but
-//! AVX2's peak, and counting it at 512 bits halved its "% of peak" (39 % for what is
-//! 79 %). Zen 5 (family 26) has 512-bit units on its desktop and server parts (its
-//! mobile ones keep 256-bit units and are counted as 512: an upper bound).
+//! This CPU's float32 peak, for benchmarks to compare against: physical cores × the
+//! float32 operations each core's fused multiply-adds complete per second — measured, by
+//! timing independent chains of the widest FMA the CPU has (its `/proc/cpuinfo` flags:
+//! AVX-512 or AVX2 + FMA), with one core busy and with all of them at once.
 //!
-//! The clock is measured, not read: `/proc/cpuinfo` gives the nominal or the momentary
-//! clock, while a busy core runs at its boost clock (on a 2.45 GHz EPYC, oneDNN reached
-//! "94 % of peak" against the nominal clock). A chain of dependent register-to-register
-//! adds takes one cycle per add and one of multiplies three per multiply on every
-//! x86-64 core of the last decade, so timing them gives the running clock — once on one
-//! core and once on all of them at the same time (all-core boost is lower). Adds of an
-//! immediate will not do: Intel's cores since Golden Cove fold them at rename, several a
-//! cycle (a 2.6 GHz Xeon "ran at 19.9 GHz", and its peak came out 5× too high); the
-//! lower of the two chains' clocks is taken, so one that a core shortcuts does not count.
-//! Heavy AVX-512 code can run below that clock on some Intel parts, so the peak stays an
-//! upper bound.
+//! Measured, not assumed, because the number of FMA units is not in `/proc/cpuinfo`: the
+//! server Xeons have two 512-bit units per core, Intel's client AVX-512 parts (Ice Lake,
+//! Tiger Lake, Rocket Lake: the NUCs) and the smallest Xeons one, and AMD's Zen 4 runs
+//! each 512-bit FMA as two halves on its two 256-bit units — counted at two 512-bit units,
+//! the last read "39 % of peak" for what was 79 %. Timing the FMAs also takes in the
+//! lower clock some Intel parts run heavy AVX-512 code at. Where they cannot be timed
+//! (no FMA, not x86-64) the peak is computed instead: cores × clock × two units × the
+//! widest vector's float32 lanes × 2 (an upper bound), with Zen 4 (family 25 with
+//! AVX-512) at 256-bit units.
+//!
+//! The clock is measured too, for the FMAs per cycle shown beside the peak: `/proc/cpuinfo`
+//! gives the nominal or the momentary clock, while a busy core runs at its boost clock (on
+//! a 2.45 GHz EPYC, oneDNN reached "94 % of peak" against the nominal clock). A chain of
+//! dependent register-to-register adds takes one cycle per add and one of multiplies three
+//! per multiply on every x86-64 core of the last decade, so timing them gives the running
+//! clock. Adds of an immediate will not do: Intel's cores since Golden Cove fold them at
+//! rename, several a cycle (a 2.6 GHz Xeon "ran at 19.9 GHz", and its peak came out 5×
+//! too high); the lower of the two chains' clocks is taken, so one that a core shortcuts
+//! does not count.
 
 use serde::Serialize;
 
@@ -37,10 +39,18 @@ pub struct CpuPeak {
     pub ghz_all: f64,
     /// `avx512f`, `avx2+fma`, `avx` or `sse`.
     pub isa: &'static str,
-    /// How wide the vector units that run it are, in bits (256 for AVX-512 on Zen 4).
+    /// How wide the vector units that run it are, in bits (256 for AVX-512 on Zen 4), for
+    /// the computed peak.
     pub unit_bits: u32,
-    /// Float32 operations per cycle and core: 2 units × lanes × 2 (multiply and add).
+    /// Float32 lanes of one of the ISA's vectors (16 for AVX-512, 8 for AVX2).
+    pub lanes: u32,
+    /// Computed float32 operations per cycle and core: 2 units × lanes × 2 (multiply and
+    /// add); the peak where the FMAs are not timed.
     pub flop_per_cycle: f64,
+    /// Measured: the ISA's widest FMAs one core completes per nanosecond with one core
+    /// busy and with all of them busy; `None` where they cannot be timed.
+    pub fma_per_ns_one: Option<f64>,
+    pub fma_per_ns_all: Option<f64>,
 }
 
 impl CpuPeak {
@@ -51,9 +61,11 @@ impl CpuPeak {
         DETECTED
             .get_or_init(|| {
                 let mut peak = CpuPeak::parse(&std::fs::read_to_string("/proc/cpuinfo").ok()?)?;
-                if let Some(one) = measured_ghz(1) {
-                    peak.ghz_one = one;
-                    peak.ghz_all = measured_ghz(peak.physical_cores).unwrap_or(one);
+                let fma = FmaChains::for_isa(peak.isa);
+                if let Some(one) = measure(1, fma) {
+                    let all = measure(peak.physical_cores, fma).unwrap_or(one);
+                    (peak.ghz_one, peak.fma_per_ns_one) = (one.ghz, one.fma_per_ns);
+                    (peak.ghz_all, peak.fma_per_ns_all) = (all.ghz, all.fma_per_ns);
                 }
                 Some(peak)
             })
@@ -68,16 +80,16 @@ impl CpuPeak {
         // one FMA of half the width.
         let zen4 = field("vendor_id").as_deref() == Some("AuthenticAMD")
             && field("cpu family").as_deref() == Some("25");
-        let (isa, unit_bits, flop_per_cycle) = if has("avx512f") && zen4 {
-            ("avx512f", 256, 32.0)
+        let (isa, lanes, unit_bits, flop_per_cycle) = if has("avx512f") && zen4 {
+            ("avx512f", 16, 256, 32.0)
         } else if has("avx512f") {
-            ("avx512f", 512, 64.0)
+            ("avx512f", 16, 512, 64.0)
         } else if has("avx2") && has("fma") {
-            ("avx2+fma", 256, 32.0)
+            ("avx2+fma", 8, 256, 32.0)
         } else if has("avx") {
-            ("avx", 256, 16.0)
+            ("avx", 8, 256, 16.0)
         } else {
-            ("sse", 128, 8.0)
+            ("sse", 4, 128, 8.0)
         };
         // The nominal clock ("@ 2.45GHz" in the model name) where it is given, else what
         // the kernel reports now.
@@ -115,15 +127,38 @@ impl CpuPeak {
             ghz_one: ghz,
             ghz_all: ghz,
             isa,
+            lanes,
             unit_bits,
             flop_per_cycle,
+            fma_per_ns_one: None,
+            fma_per_ns_all: None,
         })
     }
 
-    /// The float32 peak of `threads` threads (at most one per physical core), GFLOP/s.
+    /// The float32 peak of `threads` threads (at most one per physical core), GFLOP/s:
+    /// from the timed FMAs where they were timed, else computed.
     pub fn gflops(&self, threads: usize) -> f64 {
         let threads = threads.clamp(1, self.physical_cores);
-        threads as f64 * self.ghz(threads) * self.flop_per_cycle
+        let per_core = match self.fma_per_ns(threads) {
+            Some(rate) => rate * f64::from(self.lanes) * 2.0,
+            None => self.ghz(threads) * self.flop_per_cycle,
+        };
+        threads as f64 * per_core
+    }
+
+    /// The timed FMAs per nanosecond and core with `threads` cores busy.
+    pub fn fma_per_ns(&self, threads: usize) -> Option<f64> {
+        if threads <= 1 {
+            self.fma_per_ns_one
+        } else {
+            self.fma_per_ns_all
+        }
+    }
+
+    /// The timed FMAs per cycle of the measured clock with `threads` cores busy: ~2 on a
+    /// core with two full-width units, ~1 with one (or with Zen 4's halves).
+    pub fn fma_per_cycle(&self, threads: usize) -> Option<f64> {
+        Some(self.fma_per_ns(threads)? / self.ghz(threads))
     }
 
     /// The clock with `threads` cores busy.
@@ -167,21 +202,30 @@ fn has_flag(cpuinfo: &str, flag: &str) -> bool {
     field(cpuinfo, "flags").is_some_and(|flags| flags.split_whitespace().any(|x| x == flag))
 }
 
-/// The running clock in GHz with `threads` cores busy at once (their mean), from chains
-/// of dependent adds and multiplies: the best of five ~10 ms runs of each per thread, so
-/// a preempted run (a VM's steal time) does not count, and the lower of the two.
-pub fn measured_ghz(threads: usize) -> Option<f64> {
+/// What one core measured: its clock in GHz and, where they could be timed, the widest
+/// FMAs it completes per nanosecond.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub ghz: f64,
+    pub fma_per_ns: Option<f64>,
+}
+
+/// The running clock with `threads` cores busy at once, from chains of dependent adds and
+/// multiplies (the lower of the two), and the rate of `fma`'s chains beside it; the mean
+/// over the threads, each the best of five ~10 ms runs, so a preempted run (a VM's steal
+/// time) does not count.
+pub fn measure(threads: usize, fma: Option<FmaChains>) -> Option<Measured> {
     let threads = threads.max(1);
     let start = std::sync::Barrier::new(threads);
-    let clocks: Vec<Option<f64>> = std::thread::scope(|s| {
+    let best = |chain: &dyn Fn() -> Option<f64>| (0..5).filter_map(|_| chain()).reduce(f64::max);
+    let cores: Vec<Option<Measured>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
                     start.wait();
-                    let best = |chain: fn() -> Option<f64>| {
-                        (0..5).filter_map(|_| chain()).reduce(f64::max)
-                    };
-                    Some(best(add_chain_ghz)?.min(best(multiply_chain_ghz)?))
+                    let fma_per_ns = fma.and_then(|chains| best(&|| chains.per_ns()));
+                    let ghz = best(&add_chain_ghz)?.min(best(&multiply_chain_ghz)?);
+                    Some(Measured { ghz, fma_per_ns })
                 })
             })
             .collect();
@@ -190,14 +234,116 @@ pub fn measured_ghz(threads: usize) -> Option<f64> {
             .map(|h| h.join().ok().flatten())
             .collect()
     });
-    let clocks: Option<Vec<f64>> = clocks.into_iter().collect();
-    let clocks = clocks?;
-    Some(clocks.iter().sum::<f64>() / clocks.len() as f64)
+    let cores: Vec<Measured> = cores.into_iter().collect::<Option<_>>()?;
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+    let ghz: Vec<f64> = cores.iter().map(|m| m.ghz).collect();
+    let fma: Option<Vec<f64>> = cores.iter().map(|m| m.fma_per_ns).collect();
+    Some(Measured {
+        ghz: mean(&ghz),
+        fma_per_ns: fma.map(|rates| mean(&rates)),
+    })
+}
+
+/// The running clock in GHz with `threads` cores busy at once.
+pub fn measured_ghz(threads: usize) -> Option<f64> {
+    Some(measure(threads, None)?.ghz)
+}
+
+/// A function timing `iterations` loop iterations of one `vfmadd231ps` into each of the
+/// accumulators `$acc` (independent chains) from two operands: gives how many chains,
+/// whether the loop ran in full, and the seconds taken.
+#[cfg(target_arch = "x86_64")]
+macro_rules! fma_chains {
+    ($feature:literal, $class:ident, $vector:ty, $zero:ident, $($acc:ident)*) => {{
+        #[target_feature(enable = $feature)]
+        unsafe fn run(iterations: u64) -> (u64, bool, f64) {
+            use std::arch::x86_64::*;
+            let zero: $vector = $zero();
+            let chains = [$(stringify!($acc)),*].len() as u64;
+            let began = std::time::Instant::now();
+            let mut n = iterations;
+            // SAFETY: register-only arithmetic, no memory access, no stack use; the
+            // caller checked the CPU has `$feature`.
+            unsafe {
+                std::arch::asm!(
+                    "2:",
+                    $(concat!("vfmadd231ps {", stringify!($acc), "}, {x}, {y}"),)*
+                    "dec {n}",
+                    "jnz 2b",
+                    n = inout(reg) n,
+                    x = in($class) zero,
+                    y = in($class) zero,
+                    $($acc = inout($class) zero => _,)*
+                    options(nomem, nostack),
+                );
+            }
+            (chains, n == 0, began.elapsed().as_secs_f64())
+        }
+        run
+    }};
 }
 
 /// Times `iterations` loop iterations of 16 dependent `$op {x}, {y}` on x = `$start`,
 /// y = `$operand` (the loop's own decrement and branch run beside them); gives the final
 /// x, for checking the chain ran in full, and the seconds taken.
+/// Independent chains of the widest float32 FMA, enough of them in flight to keep two
+/// units busy at any latency of the last decade (4–5 cycles): 16 of AVX-512's, 12 of
+/// AVX2's (its 16 registers hold the 12 and the two operands).
+#[derive(Debug, Clone, Copy)]
+pub enum FmaChains {
+    Avx512,
+    Avx2,
+}
+
+impl FmaChains {
+    /// The chains for an ISA of [`CpuPeak::isa`], if it has FMAs this CPU really runs.
+    pub fn for_isa(isa: &str) -> Option<FmaChains> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match isa {
+                "avx512f" if is_x86_feature_detected!("avx512f") => Some(FmaChains::Avx512),
+                "avx2+fma"
+                    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") =>
+                {
+                    Some(FmaChains::Avx2)
+                }
+                _ => None,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = isa;
+            None
+        }
+    }
+
+    /// One timed run: FMAs completed per nanosecond.
+    #[cfg(target_arch = "x86_64")]
+    pub fn per_ns(self) -> Option<f64> {
+        const ITERATIONS: u64 = 1 << 22;
+        // SAFETY: `for_isa` returns each variant only where the CPU has its instructions.
+        let (chains, ran, seconds) = unsafe {
+            match self {
+                FmaChains::Avx512 => fma_chains!(
+                    "avx512f", zmm_reg, __m512, _mm512_setzero_ps,
+                    a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 a12 a13 a14 a15
+                )(ITERATIONS),
+                FmaChains::Avx2 => fma_chains!(
+                    "avx2,fma", ymm_reg, __m256, _mm256_setzero_ps,
+                    a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11
+                )(ITERATIONS),
+            }
+        };
+        let fmas = chains * ITERATIONS;
+        (ran && seconds > 0.0).then(|| fmas as f64 / seconds / 1e9)
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub fn per_ns(self) -> Option<f64> {
+        None
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 macro_rules! timed_chain {
     ($op:literal, $start:expr, $operand:expr, $iterations:expr) => {{
@@ -340,7 +486,57 @@ mod tests {
         let all = measured_ghz(2).expect("a clock from two threads");
         assert!(one.is_finite() && one > 0.0 && one < 7.0, "{one} GHz");
         assert!(all.is_finite() && all > 0.0 && all < 7.0, "{all} GHz");
+    }
+
+    #[test]
+    fn a_timed_fma_rate_sets_the_peak() {
+        // A Tiger Lake NUC: AVX-512 on one 512-bit unit per core, so one FMA a cycle — half
+        // of what the flags' two-unit count says.
+        let nuc = EPYC
+            .replace(
+                "AMD EPYC 7B13",
+                "11th Gen Intel(R) Core(TM) i5-1135G7 @ 2.40GHz",
+            )
+            .replace("avx2 fma", "avx2 fma avx512f");
+        let mut peak = CpuPeak::parse(&nuc).unwrap();
+        assert_eq!(
+            peak.gflops(1),
+            2.4 * 64.0,
+            "computed while nothing is timed"
+        );
+        (peak.ghz_one, peak.fma_per_ns_one) = (4.2, Some(4.2));
+        (peak.ghz_all, peak.fma_per_ns_all) = (3.8, Some(3.8));
+        assert_eq!(peak.gflops(1), 4.2 * 16.0 * 2.0);
+        assert_eq!(peak.gflops(2), 2.0 * 3.8 * 32.0);
+        assert_eq!(peak.fma_per_cycle(2), Some(1.0));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_fmas_are_timed_where_the_cpu_has_them() {
         let peak = CpuPeak::detect().expect("/proc/cpuinfo");
-        assert!(peak.gflops(1) == peak.ghz_one * peak.flop_per_cycle);
+        let Some(chains) = FmaChains::for_isa(peak.isa) else {
+            assert!(
+                !is_x86_feature_detected!("fma"),
+                "a CPU with FMA ({}) has chains to time",
+                peak.isa
+            );
+            return;
+        };
+        let rate = (0..5).filter_map(|_| chains.per_ns()).reduce(f64::max);
+        let rate = rate.expect("the FMA chains ran to the end");
+        // Per cycle of the clock the add chains give: about 1 or 2 on any x86-64 core (a
+        // little less where heavy vector code runs at a lower clock); more than 2.5 would
+        // mean chains the core shortcut or a wrong count, and the peak too high.
+        let per_cycle = rate / measured_ghz(1).expect("a clock");
+        assert!(
+            (0.3..2.5).contains(&per_cycle),
+            "{per_cycle} {} FMAs a cycle",
+            peak.isa
+        );
+        let (one, all) = (peak.fma_per_ns_one, peak.fma_per_ns_all);
+        assert!(one.is_some() && all.is_some(), "detect() timed them");
+        let timed = peak.fma_per_ns(1).expect("timed") * f64::from(peak.lanes) * 2.0;
+        assert_eq!(peak.gflops(1), timed);
     }
 }
