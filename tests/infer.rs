@@ -235,8 +235,16 @@ fn bench_prints_one_json_object_per_configuration() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let paths: Vec<&str> = lines.iter().map(|l| l["path"].as_str().unwrap()).collect();
-    assert_eq!(paths, ["naive", "cached"]);
-    for l in &lines {
+    assert_eq!(paths, ["naive", "cached", "stages"]);
+    let stages = hop_stages(&lines[2], "float32", "float32");
+    // The small profile's figures (src/model/flops.rs), per hop of 10 frames and 1 image.
+    let gflop: Vec<f64> = stages[..3]
+        .iter()
+        .map(|s| s["gflop"].as_f64().unwrap())
+        .collect();
+    assert!(gflop.iter().all(|&g| g > 0.0), "{stages:?}");
+    assert!(stages[3]["gflop"].is_null(), "the head is not counted");
+    for l in &lines[..2] {
         for field in [
             "batch",
             "threads",
@@ -249,6 +257,43 @@ fn bench_prints_one_json_object_per_configuration() {
         }
         assert_eq!(l["batch"], 1);
     }
+}
+
+/// The stages of a bench run's `stages` record, checked: the spectrogram, OpenL3's
+/// convolutions in `openl3`, the image branch in `image`, the head; each timed, and
+/// compared with the float32 peak where it runs in float32.
+fn hop_stages(record: &serde_json::Value, openl3: &str, image: &str) -> Vec<serde_json::Value> {
+    assert_eq!(record["threads"], 1, "{record}");
+    let stages = record["stages"].as_array().expect("stages").clone();
+    let names: Vec<&str> = stages
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["spectrogram", "openl3_convolutions", "image", "head"],
+        "{record}"
+    );
+    let precisions: Vec<&str> = stages
+        .iter()
+        .map(|s| s["precision"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        precisions,
+        ["float32", openl3, image, "float32"],
+        "{record}"
+    );
+    let has_peak = avscene::support::cpu::CpuPeak::detect().is_some();
+    for s in &stages[..3] {
+        assert!(s["ms"].as_f64().unwrap() > 0.0, "{s}");
+        let float32 = s["precision"] == "float32";
+        assert_eq!(
+            s["percent_of_peak"].is_number(),
+            float32 && has_peak,
+            "only float32 stages against the float32 peak: {s}"
+        );
+    }
+    stages
 }
 
 /// A successful `bench --quick --json FLAG` run's records, each checked to run OpenL3 in
@@ -271,7 +316,9 @@ fn reduced_precision_bench(
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let (accuracy, records) = lines.split_last().expect("records and the accuracy");
+    let (stages, records) = records.split_last().expect("records and the stages");
     assert_eq!(records.len(), 2, "{lines:?}");
+    hop_stages(stages, precision, image);
     for r in records {
         assert_eq!(r["openl3_precision"], precision, "{r}");
         assert_eq!(r["openl3_layout"], layout, "{r}");

@@ -2,8 +2,8 @@
 
 use super::context::{CommandError, ModelChoice, Result, print};
 use crate::infer::bench::{
-    BenchPlan, BenchRecord, OverloadRecord, PrecisionAccuracy, overload, precision_accuracy,
-    run as measure,
+    BenchPlan, BenchRecord, HopStages, OverloadRecord, PrecisionAccuracy, hop_stages, overload,
+    precision_accuracy, run as measure,
 };
 use crate::infer::{
     InferenceConfig, Precision, image_precision_in_use, precision_in_use, set_image_precision,
@@ -118,6 +118,26 @@ pub fn run(args: BenchArgs) -> Result {
             print(row(r));
         }
     });
+    // Where a cached hop's time goes, per thread count.
+    let mut model = model;
+    if !plan.cached_batches.is_empty() {
+        for &threads in &plan.threads {
+            let (stages, back) = hop_stages(model, &config, threads, plan.cached_iterations);
+            model = back;
+            if json {
+                print(format!(
+                    "{}\n",
+                    serde_json::to_string(&stages).unwrap_or_default()
+                ));
+            } else {
+                let hop_ms = records
+                    .iter()
+                    .find(|r| r.path == "cached" && r.batch == 1 && r.threads == threads)
+                    .map(|r| r.p50_ms);
+                print(stage_rows(&stages, threads == plan.threads[0], hop_ms));
+            }
+        }
+    }
     let model = if reduced {
         // Small enough to add a minute or two to the run: 4 scenes × 3 windows (2 × 2 quick).
         let (streams, windows) = if args.quick { (2, 2) } else { (4, 3) };
@@ -257,6 +277,51 @@ fn row(r: &BenchRecord) -> String {
         "{:<7} {:>5} {:>7} {:>12.4} {:>10.1} {:>10.1} {:>8.3} {:>9.1} {:>7}\n",
         r.path, r.batch, r.threads, r.windows_per_s, r.p50_ms, r.p99_ms, r.rtf, r.gflop_per_s, peak
     )
+}
+
+/// The stage table's rows for one thread count (its header first when `header`), and
+/// their sum beside the cached batch-1 row's p50 (`hop_ms`).
+fn stage_rows(s: &HopStages, header: bool, hop_ms: Option<f64>) -> String {
+    let mut out = String::new();
+    if header {
+        out += &format!(
+            "{:<24} {:>7}  {:<9} {:>9} {:>8} {:>8} {:>7}   (median of {})\n",
+            "cached hop by stage",
+            "threads",
+            "precision",
+            "ms/hop",
+            "GFLOP",
+            "GFLOP/s",
+            "% peak",
+            s.iterations
+        );
+    }
+    let or_dash = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or_else(|| "-".into(), f);
+    for stage in &s.stages {
+        let name = match stage.stage {
+            "spectrogram" => "log-mel spectrograms",
+            "openl3_convolutions" => "OpenL3 convolutions",
+            "image" => "image branch",
+            other => other,
+        };
+        out += &format!(
+            "  {name:<22} {:>7}  {:<9} {:>9.1} {:>8} {:>8} {:>7}\n",
+            s.threads,
+            stage.precision,
+            stage.ms,
+            or_dash(stage.gflop, &|g| format!("{g:.1}")),
+            or_dash(stage.gflop_per_s, &|g| format!("{g:.1}")),
+            or_dash(stage.percent_of_peak, &|p| format!("{p:.0} %")),
+        );
+    }
+    if let Some(hop) = hop_ms {
+        let stages: f64 = s.stages.iter().map(|stage| stage.ms).sum();
+        out += &format!(
+            "  {:<22} {:>7}  {:<9} {:>9.1}   (the cached row's p50: {hop:.1}; the difference is the image's preparation, the cache, copies, and run-to-run noise)\n",
+            "all stages", s.threads, "", stages,
+        );
+    }
+    out
 }
 
 fn accuracy_line(a: &PrecisionAccuracy) -> String {

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::capture::window_queue;
 use crate::features::IMAGE_BYTES;
-use crate::model::Model;
+use crate::model::{Model, OPENL3_EMBEDDING, flops};
 use crate::support::process;
 use crate::window::{Assembler, Window, WindowConfig};
 
@@ -454,6 +454,134 @@ pub fn run(
         }
     }
     (records, model)
+}
+
+/// One stage of a cached hop, timed alone.
+#[derive(Debug, Clone, Serialize)]
+pub struct HopStage {
+    pub stage: &'static str,
+    /// Its arithmetic: `float32`, `int8` or `bfloat16`.
+    pub precision: &'static str,
+    /// Median milliseconds per hop.
+    pub ms: f64,
+    /// What it computes per hop (src/model/flops.rs); `None` for the head, not counted.
+    pub gflop: Option<f64>,
+    pub gflop_per_s: Option<f64>,
+    /// Of the CPU's float32 peak for these threads: float32 stages on the CPU only.
+    pub percent_of_peak: Option<f64>,
+}
+
+/// A cached hop of one stream taken apart: its stages, each timed alone (one JSON line).
+#[derive(Debug, Clone, Serialize)]
+pub struct HopStages {
+    pub path: &'static str,
+    pub threads: usize,
+    pub iterations: usize,
+    pub stages: Vec<HopStage>,
+}
+
+/// Time the stages of one stream's cached hop on the model as `config` sets it up (its
+/// precisions, layouts, STFT): the log-mel spectrograms and OpenL3's convolution stack of
+/// the hop's new frames (10 / `audio_stride`, in the chunks the engine runs), the image
+/// branch on its one new image, and the head over a window; each the median of
+/// `iterations` after a warm-up. Shows where a hop's time goes and how near each
+/// encoder comes to the CPU's peak — the cached row's figure is all of them together,
+/// with the image's preparation and the cache's bookkeeping beside.
+pub fn hop_stages(
+    model: Model,
+    config: &InferenceConfig,
+    threads: usize,
+    iterations: usize,
+) -> (HopStages, Model) {
+    tch::set_num_threads(threads as i32);
+    let engine = Engine::new(model, config);
+    let model = engine.model();
+    let (net, features, spec) = (&model.net, &model.features, &model.spec);
+    let device = model.vs.device();
+    let options = (tch::Kind::Float, device);
+    let frames = 10 / config.audio_stride.max(1) as i64;
+    let side = features.image_size;
+    let (audio, image, audio_embeddings, image_embeddings) = (
+        Tensor::randn([frames, features.frame_samples], options) * 0.1,
+        Tensor::randn([1, 3, side, side], options),
+        Tensor::randn([1, features.audio_frames, OPENL3_EMBEDDING], options),
+        Tensor::randn([1, features.images, spec.dim], options),
+    );
+    let chunks = crate::model::audio_chunks(&audio);
+    let spectrograms: Vec<Tensor> =
+        tch::no_grad(|| chunks.iter().map(|c| net.openl3.stack_input(c)).collect());
+    let median_ms = |run: &dyn Fn() -> Vec<Tensor>| {
+        let timed = || {
+            let started = Instant::now();
+            let outputs = tch::no_grad(run);
+            if let tch::Device::Cuda(index) = device {
+                tch::Cuda::synchronize(index as i64);
+            }
+            drop(outputs);
+            started.elapsed().as_secs_f64() * 1000.0
+        };
+        timed();
+        let mut times: Vec<f64> = (0..iterations.max(1)).map(|_| timed()).collect();
+        times.sort_by(f64::total_cmp);
+        percentile(&times, 0.5)
+    };
+    let peak = (device == tch::Device::Cpu)
+        .then(crate::support::cpu::CpuPeak::detect)
+        .flatten()
+        .map(|p| p.gflops(threads));
+    let stage = |stage, precision: Precision, ms: f64, gflop: Option<f64>| {
+        let gflop_per_s = gflop.map(|g| g / (ms / 1000.0).max(1e-9));
+        HopStage {
+            stage,
+            precision: precision.name(),
+            ms,
+            gflop,
+            gflop_per_s,
+            percent_of_peak: gflop_per_s
+                .zip(peak.filter(|_| precision == Precision::Float32))
+                .map(|(rate, peak)| 100.0 * rate / peak),
+        }
+    };
+    let openl3 = |work: f64| Some(frames as f64 * work / 1e9);
+    let fft = net.openl3.uses_fft();
+    let stages = vec![
+        stage(
+            "spectrogram",
+            Precision::Float32,
+            median_ms(&|| chunks.iter().map(|c| net.openl3.stack_input(c)).collect()),
+            openl3(flops::openl3_spectrogram(features, fft)),
+        ),
+        stage(
+            "openl3_convolutions",
+            precision_in_use(&net.openl3),
+            median_ms(&|| {
+                spectrograms
+                    .iter()
+                    .map(|x| net.openl3.embed_stack_input(x))
+                    .collect()
+            }),
+            openl3(flops::openl3_convolutions(spec, features)),
+        ),
+        stage(
+            "image",
+            image_precision_in_use(&net.video),
+            median_ms(&|| vec![net.embed_images(&image, false)]),
+            Some(flops::resnet_image(spec, side) / 1e9),
+        ),
+        stage(
+            "head",
+            Precision::Float32,
+            median_ms(&|| vec![net.head_t(&audio_embeddings, &image_embeddings, false)]),
+            None,
+        ),
+    ];
+    let stages = HopStages {
+        path: "stages",
+        threads,
+        iterations,
+        stages,
+    };
+    (stages, engine.into_model())
 }
 
 /// Feed the worker `factor` × faster than `rate` windows/s for `seconds`.

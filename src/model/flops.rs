@@ -18,6 +18,11 @@ fn conv(c_in: i64, c_out: i64, k: i64, h: i64, w: i64) -> f64 {
 /// Floating-point operations of OpenL3 on one 1 s frame: the STFT (by the DFT-kernel
 /// convolution, or by FFT), the mel product and the eight 3×3 convolutions.
 pub fn openl3_frame(spec: &ModelSpec, features: &FeatureSpec, fft: bool) -> f64 {
+    openl3_spectrogram(features, fft) + openl3_convolutions(spec, features)
+}
+
+/// Of which the log-mel spectrogram: the STFT and the mel product.
+pub fn openl3_spectrogram(features: &FeatureSpec, fft: bool) -> f64 {
     let frames = features.spectrogram_frames();
     let bins = features.n_dft / 2 + 1;
     let n = features.n_dft as f64;
@@ -29,7 +34,12 @@ pub fn openl3_frame(spec: &ModelSpec, features: &FeatureSpec, fft: bool) -> f64 
         (2 * bins * features.n_dft * frames) as f64
     };
     let mel = (features.n_mels * bins * frames) as f64;
-    let (mut h, mut w) = (features.n_mels, frames);
+    2.0 * (stft + mel)
+}
+
+/// Of which the eight 3×3 convolutions.
+pub fn openl3_convolutions(spec: &ModelSpec, features: &FeatureSpec) -> f64 {
+    let (mut h, mut w) = (features.n_mels, features.spectrogram_frames());
     let mut convs = 0.0;
     for (c_in, c_out, pool) in super::openl3::conv_plan(spec.openl3_channels) {
         convs += conv(c_in, c_out, 3, h, w);
@@ -38,7 +48,7 @@ pub fn openl3_frame(spec: &ModelSpec, features: &FeatureSpec, fft: bool) -> f64 
         }
     }
     convs += conv(spec.openl3_channels[3], super::OPENL3_EMBEDDING, 3, h, w);
-    2.0 * (stft + mel + convs)
+    2.0 * convs
 }
 
 /// Floating-point operations of the image backbone on one `side`×`side` image.
@@ -105,8 +115,11 @@ mod tests {
         // 64→64 one at full resolution alone is 1.9), plus the STFT as a kernel
         // convolution (2 × 1025 bins × 2048 taps × 199 frames: 1.7 GFLOP) and the mel
         // product (0.1).
-        let gflop = openl3_frame(&ModelSpec::full(), &FeatureSpec::default(), false) / 1e9;
+        let (spec, features) = (ModelSpec::full(), FeatureSpec::default());
+        let gflop = openl3_frame(&spec, &features, false) / 1e9;
         assert!((gflop - 22.18).abs() < 0.05, "{gflop}");
+        let convolutions = openl3_convolutions(&spec, &features) / 1e9;
+        assert!((convolutions - 20.41).abs() < 0.05, "{convolutions}");
     }
 
     #[test]

@@ -77,8 +77,7 @@ impl SceneNet {
     /// per forward call, the chunks as even as possible (OpenL3 is frozen: always eval
     /// mode, per frame).
     pub fn embed_audio_frames(&self, frames: &Tensor) -> Tensor {
-        let chunks: Vec<Tensor> = frames
-            .split_with_sizes(even_chunks(frames.size()[0], AUDIO_CHUNK), 0)
+        let chunks: Vec<Tensor> = audio_chunks(frames)
             .iter()
             .map(|c| self.openl3.forward(c))
             .collect();
@@ -238,6 +237,12 @@ impl PartCounts {
 
 /// `n` split into the fewest chunks of at most `max`, as even as possible (10 → 5 + 5, not
 /// 8 + 2: a 2-frame tail keeps the CPU's threads half idle).
+/// (N, 48000) audio frames in the chunks OpenL3 runs them in: at most [`AUDIO_CHUNK`],
+/// as even as possible.
+pub fn audio_chunks(frames: &Tensor) -> Vec<Tensor> {
+    frames.split_with_sizes(even_chunks(frames.size()[0], AUDIO_CHUNK), 0)
+}
+
 fn even_chunks(n: i64, max: i64) -> Vec<i64> {
     let count = ((n + max - 1) / max).max(1);
     (0..count)

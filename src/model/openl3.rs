@@ -266,18 +266,23 @@ impl OpenL3 {
     /// extractor (no gradients reach it): its batch norms always use their running
     /// statistics, folded into the convolutions.
     pub fn forward(&self, frames: &Tensor) -> Tensor {
-        let xs = self.stack_input(frames);
+        self.embed_stack_input(&self.stack_input(frames))
+    }
+
+    /// The convolution stack and the embedding layer on [`OpenL3::stack_input`]'s
+    /// spectrograms → (N, 512) embeddings, on the fastest path turned on.
+    pub fn embed_stack_input(&self, xs: &Tensor) -> Tensor {
         if xs.device() == tch::Device::Cpu {
             // The fastest path turned on; one that fails is turned off for good, logged,
             // and the next one runs (a failure is never a panic in the inference loop).
             let paths: [(&AtomicBool, &str, &dyn Fn() -> Result<Tensor, String>); 3] = [
-                (&self.int8, "int8 path", &|| self.convs_int8(&xs)),
+                (&self.int8, "int8 path", &|| self.convs_int8(xs)),
                 (&self.bf16, "bfloat16 path", &|| {
-                    self.convs_blocked(&xs, tch::Kind::BFloat16)
+                    self.convs_blocked(xs, tch::Kind::BFloat16)
                         .map_err(|e| e.to_string())
                 }),
                 (&self.blocked.0, "blocked layout", &|| {
-                    self.convs_blocked(&xs, tch::Kind::Float)
+                    self.convs_blocked(xs, tch::Kind::Float)
                         .map_err(|e| e.to_string())
                 }),
             ];
@@ -293,12 +298,12 @@ impl OpenL3 {
                 }
             }
         }
-        self.pooled(&self.folded_stack(&xs, |_, _| ()))
+        self.pooled(&self.folded_stack(xs, |_, _| ()))
     }
 
     /// The conv stack's input: (N, 1, n_mels, T) log-mel spectrograms of (N, 48000)
     /// frames, through the input batch norm.
-    fn stack_input(&self, frames: &Tensor) -> Tensor {
+    pub fn stack_input(&self, frames: &Tensor) -> Tensor {
         self.spectrogram(frames)
             .unsqueeze(1)
             .apply_t(&self.input_bn, false)
