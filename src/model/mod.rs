@@ -235,14 +235,14 @@ impl PartCounts {
     }
 }
 
-/// `n` split into the fewest chunks of at most `max`, as even as possible (10 → 5 + 5, not
-/// 8 + 2: a 2-frame tail keeps the CPU's threads half idle).
 /// (N, 48000) audio frames in the chunks OpenL3 runs them in: at most [`AUDIO_CHUNK`],
 /// as even as possible.
 pub fn audio_chunks(frames: &Tensor) -> Vec<Tensor> {
     frames.split_with_sizes(even_chunks(frames.size()[0], AUDIO_CHUNK), 0)
 }
 
+/// `n` split into the fewest chunks of at most `max`, as even as possible (10 → 5 + 5, not
+/// 8 + 2: a 2-frame tail keeps the CPU's threads half idle).
 fn even_chunks(n: i64, max: i64) -> Vec<i64> {
     let count = ((n + max - 1) / max).max(1);
     (0..count)
