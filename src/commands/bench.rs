@@ -217,8 +217,20 @@ fn header(model: &crate::model::Model, args: &BenchArgs) -> String {
                     p.unit_bits,
                 ),
             };
+            let reduced: String = [("bfloat16", &p.bfloat16), ("int8", &p.int8)]
+                .iter()
+                .filter_map(|(precision, peak)| {
+                    let peak = peak.as_ref()?;
+                    Some(format!(
+                        "; {precision} peak {:.0} G operations/s on all, {:.0} on one ({}, timed)",
+                        p.gops(precision, all)?,
+                        peak.gops_one,
+                        peak.instructions,
+                    ))
+                })
+                .collect();
             format!(
-                "float32 peak {:.0} GFLOP/s on all {all} physical core(s) ({made_of}), {:.0} on one ({:.2} GHz); clocks measured, nominal {:.2} GHz\n",
+                "float32 peak {:.0} GFLOP/s on all {all} physical core(s) ({made_of}), {:.0} on one ({:.2} GHz); clocks measured, nominal {:.2} GHz{reduced}\n",
                 p.gflops(all),
                 p.gflops(1),
                 p.ghz(1),

@@ -86,7 +86,7 @@ pub struct BenchRecord {
     /// The encoders' arithmetic per second (src/model/flops.rs): per window, the OpenL3
     /// frames and images this path encodes (cached: the hop's new ones; naive: all).
     pub gflop_per_s: f64,
-    /// This CPU's float32 peak for `threads` (src/support/cpu.rs), where it can tell.
+    /// This CPU's float32 peak for `threads` (src/support/cpu), where it can tell.
     pub peak_gflop_per_s: Option<f64>,
 }
 
@@ -467,7 +467,8 @@ pub struct HopStage {
     /// What it computes per hop (src/model/flops.rs); `None` for the head, not counted.
     pub gflop: Option<f64>,
     pub gflop_per_s: Option<f64>,
-    /// Of the CPU's float32 peak for these threads: float32 stages on the CPU only.
+    /// Of the CPU's timed peak in this precision for these threads, where it has
+    /// instructions for it (src/support/cpu): on the CPU only.
     pub percent_of_peak: Option<f64>,
 }
 
@@ -527,8 +528,7 @@ pub fn hop_stages(
     };
     let peak = (device == tch::Device::Cpu)
         .then(crate::support::cpu::CpuPeak::detect)
-        .flatten()
-        .map(|p| p.gflops(threads));
+        .flatten();
     let stage = |stage, precision: Precision, ms: f64, gflop: Option<f64>| {
         let gflop_per_s = gflop.map(|g| g / (ms / 1000.0).max(1e-9));
         HopStage {
@@ -538,7 +538,10 @@ pub fn hop_stages(
             gflop,
             gflop_per_s,
             percent_of_peak: gflop_per_s
-                .zip(peak.filter(|_| precision == Precision::Float32))
+                .zip(
+                    peak.as_ref()
+                        .and_then(|p| p.gops(precision.name(), threads)),
+                )
                 .map(|(rate, peak)| 100.0 * rate / peak),
         }
     };

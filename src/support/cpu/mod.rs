@@ -1,4 +1,4 @@
-//! This CPU's float32 peak, for benchmarks to compare against: physical cores × the
+//! This CPU's peaks, for benchmarks to compare against — float32: physical cores × the
 //! float32 operations each core's fused multiply-adds complete per second — measured, by
 //! timing independent chains of the widest FMA the CPU has (its `/proc/cpuinfo` flags:
 //! AVX-512 or AVX2 + FMA), with one core busy and with all of them at once.
@@ -13,6 +13,12 @@
 //! widest vector's float32 lanes × 2 (an upper bound), with Zen 4 (family 25 with
 //! AVX-512) at 256-bit units.
 //!
+//! The reduced precisions' peaks are timed the same way on the fastest instructions the
+//! CPU has for them — AMX's tile products (`tdpbf16ps`, `tdpbusd`: Sapphire Rapids and
+//! later), else AVX-512's dot products (`vdpbf16ps`, `vpdpbusd`) — for the bench's
+//! bfloat16 and int8 stages; none where it has neither (oneDNN then emulates bfloat16,
+//! and int8 runs on AVX2's multiply-adds, which are not timed).
+//!
 //! The clock is measured too, for the FMAs per cycle shown beside the peak: `/proc/cpuinfo`
 //! gives the nominal or the momentary clock, while a busy core runs at its boost clock (on
 //! a 2.45 GHz EPYC, oneDNN reached "94 % of peak" against the nominal clock). A chain of
@@ -23,7 +29,12 @@
 //! too high); the lower of the two chains' clocks is taken, so one that a core shortcuts
 //! does not count.
 
+mod chains;
+
 use serde::Serialize;
+
+pub use chains::Chains;
+use chains::{add_chain_ghz, multiply_chain_ghz};
 
 /// What the peak is made of.
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +62,43 @@ pub struct CpuPeak {
     /// busy and with all of them busy; `None` where they cannot be timed.
     pub fma_per_ns_one: Option<f64>,
     pub fma_per_ns_all: Option<f64>,
+    /// The reduced precisions' peaks, timed on the fastest instructions the CPU has for
+    /// them (AMX's tile products, else AVX-512's dot products); `None` where it has none.
+    pub bfloat16: Option<ReducedPeak>,
+    pub int8: Option<ReducedPeak>,
+}
+
+/// A reduced precision's timed peak.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReducedPeak {
+    /// The instructions timed (`AMX tdpbf16ps`, `avx512_vnni vpdpbusd`, …).
+    pub instructions: &'static str,
+    /// Billions of operations a second and core (two per product), with one core busy
+    /// and with all of them busy.
+    pub gops_one: f64,
+    pub gops_all: f64,
+}
+
+impl ReducedPeak {
+    /// Time the first of `candidates` this CPU runs, on one core and on `cores`.
+    fn timed(candidates: &[Chains], cores: usize) -> Option<ReducedPeak> {
+        let chains = *candidates.iter().find(|c| c.available())?;
+        let gops = |threads| Some(timed_per_ns(threads, chains)? * chains.ops_per_instruction());
+        let gops_one = gops(1)?;
+        Some(ReducedPeak {
+            instructions: chains.name(),
+            gops_one,
+            gops_all: gops(cores).unwrap_or(gops_one),
+        })
+    }
+
+    fn gops(&self, threads: usize) -> f64 {
+        if threads <= 1 {
+            self.gops_one
+        } else {
+            self.gops_all
+        }
+    }
 }
 
 impl CpuPeak {
@@ -61,12 +109,20 @@ impl CpuPeak {
         DETECTED
             .get_or_init(|| {
                 let mut peak = CpuPeak::parse(&std::fs::read_to_string("/proc/cpuinfo").ok()?)?;
-                let fma = FmaChains::for_isa(peak.isa);
+                let fma = match peak.isa {
+                    "avx512f" => Some(Chains::Avx512Fma),
+                    "avx2+fma" => Some(Chains::Avx2Fma),
+                    _ => None,
+                }
+                .filter(|chains| chains.available());
                 if let Some(one) = measure(1, fma) {
                     let all = measure(peak.physical_cores, fma).unwrap_or(one);
                     (peak.ghz_one, peak.fma_per_ns_one) = (one.ghz, one.fma_per_ns);
                     (peak.ghz_all, peak.fma_per_ns_all) = (all.ghz, all.fma_per_ns);
                 }
+                let cores = peak.physical_cores;
+                peak.bfloat16 = ReducedPeak::timed(&[Chains::AmxBf16, Chains::Avx512Bf16], cores);
+                peak.int8 = ReducedPeak::timed(&[Chains::AmxInt8, Chains::Avx512Vnni], cores);
                 Some(peak)
             })
             .clone()
@@ -132,6 +188,8 @@ impl CpuPeak {
             flop_per_cycle,
             fma_per_ns_one: None,
             fma_per_ns_all: None,
+            bfloat16: None,
+            int8: None,
         })
     }
 
@@ -144,6 +202,19 @@ impl CpuPeak {
             None => self.ghz(threads) * self.flop_per_cycle,
         };
         threads as f64 * per_core
+    }
+
+    /// The peak of `threads` threads in `precision` (`float32`, `bfloat16`, `int8`), in
+    /// billions of operations a second, where the CPU has instructions for it.
+    pub fn gops(&self, precision: &str, threads: usize) -> Option<f64> {
+        let threads = threads.clamp(1, self.physical_cores);
+        let reduced = match precision {
+            "float32" => return Some(self.gflops(threads)),
+            "bfloat16" => self.bfloat16.as_ref(),
+            "int8" => self.int8.as_ref(),
+            _ => None,
+        };
+        Some(threads as f64 * reduced?.gops(threads))
     }
 
     /// The timed FMAs per nanosecond and core with `threads` cores busy.
@@ -189,6 +260,14 @@ fn bf16_in_flags(cpuinfo: &str) -> Option<&'static str> {
         .find(|f| has_flag(cpuinfo, f))
 }
 
+/// Whether this machine's `/proc/cpuinfo` names `flag` (read once).
+fn cpu_flag(flag: &str) -> bool {
+    static CPUINFO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let cpuinfo =
+        CPUINFO.get_or_init(|| std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
+    has_flag(cpuinfo, flag)
+}
+
 /// The first processor's `name` field in `/proc/cpuinfo` text.
 fn field(cpuinfo: &str, name: &str) -> Option<String> {
     cpuinfo.lines().find_map(|l| {
@@ -214,28 +293,12 @@ pub struct Measured {
 /// multiplies (the lower of the two), and the rate of `fma`'s chains beside it; the mean
 /// over the threads, each the best of five ~10 ms runs, so a preempted run (a VM's steal
 /// time) does not count.
-pub fn measure(threads: usize, fma: Option<FmaChains>) -> Option<Measured> {
-    let threads = threads.max(1);
-    let start = std::sync::Barrier::new(threads);
-    let best = |chain: &dyn Fn() -> Option<f64>| (0..5).filter_map(|_| chain()).reduce(f64::max);
-    let cores: Vec<Option<Measured>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    start.wait();
-                    let fma_per_ns = fma.and_then(|chains| best(&|| chains.per_ns()));
-                    let ghz = best(&add_chain_ghz)?.min(best(&multiply_chain_ghz)?);
-                    Some(Measured { ghz, fma_per_ns })
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().ok().flatten())
-            .collect()
-    });
-    let cores: Vec<Measured> = cores.into_iter().collect::<Option<_>>()?;
-    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+pub fn measure(threads: usize, fma: Option<Chains>) -> Option<Measured> {
+    let cores = on_cores(threads, || {
+        let fma_per_ns = fma.and_then(|chains| best_of_five(|| chains.per_ns()));
+        let ghz = best_of_five(add_chain_ghz)?.min(best_of_five(multiply_chain_ghz)?);
+        Some(Measured { ghz, fma_per_ns })
+    })?;
     let ghz: Vec<f64> = cores.iter().map(|m| m.ghz).collect();
     let fma: Option<Vec<f64>> = cores.iter().map(|m| m.fma_per_ns).collect();
     Some(Measured {
@@ -244,161 +307,45 @@ pub fn measure(threads: usize, fma: Option<FmaChains>) -> Option<Measured> {
     })
 }
 
+/// `chains`' instructions per nanosecond and core with `threads` cores running them at
+/// once: the mean over the threads of each one's best of five runs.
+fn timed_per_ns(threads: usize, chains: Chains) -> Option<f64> {
+    let rates = on_cores(threads, || best_of_five(|| chains.per_ns()))?;
+    Some(mean(&rates))
+}
+
+/// `measure` run on `threads` threads started together; `None` if any gave `None`.
+fn on_cores<T: Send>(threads: usize, measure: impl Fn() -> Option<T> + Sync) -> Option<Vec<T>> {
+    let threads = threads.max(1);
+    let start = std::sync::Barrier::new(threads);
+    let results: Vec<Option<T>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    measure()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().ok().flatten())
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+fn best_of_five(run: impl Fn() -> Option<f64>) -> Option<f64> {
+    (0..5).filter_map(|_| run()).reduce(f64::max)
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
 /// The running clock in GHz with `threads` cores busy at once.
 pub fn measured_ghz(threads: usize) -> Option<f64> {
     Some(measure(threads, None)?.ghz)
-}
-
-/// A function timing `iterations` loop iterations of one `vfmadd231ps` into each of the
-/// accumulators `$acc` (independent chains) from two operands: gives how many chains,
-/// whether the loop ran in full, and the seconds taken.
-#[cfg(target_arch = "x86_64")]
-macro_rules! fma_chains {
-    ($feature:literal, $class:ident, $vector:ty, $zero:ident, $($acc:ident)*) => {{
-        #[target_feature(enable = $feature)]
-        unsafe fn run(iterations: u64) -> (u64, bool, f64) {
-            use std::arch::x86_64::*;
-            let zero: $vector = $zero();
-            let chains = [$(stringify!($acc)),*].len() as u64;
-            let began = std::time::Instant::now();
-            let mut n = iterations;
-            // SAFETY: register-only arithmetic, no memory access, no stack use; the
-            // caller checked the CPU has `$feature`.
-            unsafe {
-                std::arch::asm!(
-                    "2:",
-                    $(concat!("vfmadd231ps {", stringify!($acc), "}, {x}, {y}"),)*
-                    "dec {n}",
-                    "jnz 2b",
-                    n = inout(reg) n,
-                    x = in($class) zero,
-                    y = in($class) zero,
-                    $($acc = inout($class) zero => _,)*
-                    options(nomem, nostack),
-                );
-            }
-            (chains, n == 0, began.elapsed().as_secs_f64())
-        }
-        run
-    }};
-}
-
-/// Times `iterations` loop iterations of 16 dependent `$op {x}, {y}` on x = `$start`,
-/// y = `$operand` (the loop's own decrement and branch run beside them); gives the final
-/// x, for checking the chain ran in full, and the seconds taken.
-/// Independent chains of the widest float32 FMA, enough of them in flight to keep two
-/// units busy at any latency of the last decade (4–5 cycles): 16 of AVX-512's, 12 of
-/// AVX2's (its 16 registers hold the 12 and the two operands).
-#[derive(Debug, Clone, Copy)]
-pub enum FmaChains {
-    Avx512,
-    Avx2,
-}
-
-impl FmaChains {
-    /// The chains for an ISA of [`CpuPeak::isa`], if it has FMAs this CPU really runs.
-    pub fn for_isa(isa: &str) -> Option<FmaChains> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            match isa {
-                "avx512f" if is_x86_feature_detected!("avx512f") => Some(FmaChains::Avx512),
-                "avx2+fma"
-                    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") =>
-                {
-                    Some(FmaChains::Avx2)
-                }
-                _ => None,
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = isa;
-            None
-        }
-    }
-
-    /// One timed run: FMAs completed per nanosecond.
-    #[cfg(target_arch = "x86_64")]
-    pub fn per_ns(self) -> Option<f64> {
-        const ITERATIONS: u64 = 1 << 22;
-        // SAFETY: `for_isa` returns each variant only where the CPU has its instructions.
-        let (chains, ran, seconds) = unsafe {
-            match self {
-                FmaChains::Avx512 => fma_chains!(
-                    "avx512f", zmm_reg, __m512, _mm512_setzero_ps,
-                    a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 a12 a13 a14 a15
-                )(ITERATIONS),
-                FmaChains::Avx2 => fma_chains!(
-                    "avx2,fma", ymm_reg, __m256, _mm256_setzero_ps,
-                    a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11
-                )(ITERATIONS),
-            }
-        };
-        let fmas = chains * ITERATIONS;
-        (ran && seconds > 0.0).then(|| fmas as f64 / seconds / 1e9)
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    pub fn per_ns(self) -> Option<f64> {
-        None
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-macro_rules! timed_chain {
-    ($op:literal, $start:expr, $operand:expr, $iterations:expr) => {{
-        let began = std::time::Instant::now();
-        let (mut x, mut n): (u64, u64) = ($start, $iterations);
-        // SAFETY: register-only arithmetic, no memory access, no stack use.
-        unsafe {
-            std::arch::asm!(
-                "2:",
-                $op, $op, $op, $op, $op, $op, $op, $op,
-                $op, $op, $op, $op, $op, $op, $op, $op,
-                "dec {n}",
-                "jnz 2b",
-                x = inout(reg) x,
-                n = inout(reg) n,
-                y = in(reg) $operand,
-                options(nomem, nostack),
-            );
-        }
-        (x, n == 0, began.elapsed().as_secs_f64())
-    }};
-}
-
-/// Loop iterations per timed chain: 16 operations each, ~10 ms at 3 GHz for the adds.
-#[cfg(target_arch = "x86_64")]
-const ITERATIONS: u64 = 2_000_000;
-
-/// One timed chain of 16 × [`ITERATIONS`] dependent register-to-register adds, one cycle
-/// each.
-#[cfg(target_arch = "x86_64")]
-fn add_chain_ghz() -> Option<f64> {
-    let (x, ran, seconds) = timed_chain!("add {x}, {y}", 0, 1u64, ITERATIONS);
-    let ops = 16 * ITERATIONS;
-    (x == ops && ran && seconds > 0.0).then(|| ops as f64 / seconds / 1e9)
-}
-
-/// One timed chain of half as many dependent 64-bit `imul`s, three cycles each (Intel
-/// since Sandy Bridge, AMD since Zen).
-#[cfg(target_arch = "x86_64")]
-fn multiply_chain_ghz() -> Option<f64> {
-    const FACTOR: u64 = 3;
-    let (x, ran, seconds) = timed_chain!("imul {x}, {y}", 1, FACTOR, ITERATIONS / 2);
-    let ops = 16 * (ITERATIONS / 2);
-    let expected = FACTOR.wrapping_pow(ops as u32);
-    (x == expected && ran && seconds > 0.0).then(|| 3.0 * ops as f64 / seconds / 1e9)
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn add_chain_ghz() -> Option<f64> {
-    None
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn multiply_chain_ghz() -> Option<f64> {
-    None
 }
 
 #[cfg(test)]
@@ -467,21 +414,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_clock_is_measured_on_one_and_on_all_cores() {
-        // The chains ran to the end on every thread and gave a clock; no x86-64 core has
-        // run above ~6.2 GHz, so a figure beyond 7 means a chain the core shortcut (as
-        // Golden Cove and later fold adds of an immediate, which read 19.9 GHz on a
-        // 2.6 GHz Xeon). A preempted run only reads lower, so this holds on a busy host.
-        for (chain, measure) in [
-            ("adds", add_chain_ghz as fn() -> Option<f64>),
-            ("multiplies", multiply_chain_ghz),
-        ] {
-            let best = (0..5).filter_map(|_| measure()).reduce(f64::max);
-            let ghz = best.unwrap_or_else(|| panic!("the chain of {chain} gave no clock"));
-            assert!(
-                ghz > 0.0 && ghz < 7.0,
-                "the chain of {chain} read {ghz} GHz"
-            );
-        }
+        // (The chains themselves: chains.rs.)
         let one = measured_ghz(1).expect("a clock from one core");
         let all = measured_ghz(2).expect("a clock from two threads");
         assert!(one.is_finite() && one > 0.0 && one < 7.0, "{one} GHz");
@@ -511,32 +444,47 @@ mod tests {
         assert_eq!(peak.fma_per_cycle(2), Some(1.0));
     }
 
+    #[test]
+    fn reduced_peaks_are_theirs_alone() {
+        let mut peak = CpuPeak::parse(EPYC).unwrap();
+        assert_eq!(peak.gops("int8", 2), None, "nothing timed: no int8 peak");
+        assert_eq!(peak.gops("float32", 2), Some(peak.gflops(2)));
+        peak.int8 = Some(ReducedPeak {
+            instructions: "avx512_vnni vpdpbusd",
+            gops_one: 900.0,
+            gops_all: 800.0,
+        });
+        assert_eq!(peak.gops("int8", 1), Some(900.0));
+        assert_eq!(peak.gops("int8", 8), Some(1600.0), "no more than the cores");
+        assert_eq!(peak.gops("bfloat16", 2), None);
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn the_fmas_are_timed_where_the_cpu_has_them() {
+    fn the_peaks_are_timed_where_the_cpu_has_the_instructions() {
         let peak = CpuPeak::detect().expect("/proc/cpuinfo");
-        let Some(chains) = FmaChains::for_isa(peak.isa) else {
-            assert!(
-                !is_x86_feature_detected!("fma"),
-                "a CPU with FMA ({}) has chains to time",
-                peak.isa
+        if is_x86_feature_detected!("fma") {
+            let (one, all) = (peak.fma_per_ns_one, peak.fma_per_ns_all);
+            assert!(one.is_some() && all.is_some(), "{} FMAs timed", peak.isa);
+            let timed = one.unwrap() * f64::from(peak.lanes) * 2.0;
+            assert_eq!(peak.gflops(1), timed);
+        }
+        let bf16 = [Chains::AmxBf16, Chains::Avx512Bf16];
+        let int8 = [Chains::AmxInt8, Chains::Avx512Vnni];
+        for (precision, timed, candidates) in [
+            ("bfloat16", &peak.bfloat16, bf16),
+            ("int8", &peak.int8, int8),
+        ] {
+            let first = candidates.iter().find(|c| c.available());
+            assert_eq!(
+                timed.as_ref().map(|p| p.instructions),
+                first.map(|c| c.name()),
+                "{precision}"
             );
-            return;
-        };
-        let rate = (0..5).filter_map(|_| chains.per_ns()).reduce(f64::max);
-        let rate = rate.expect("the FMA chains ran to the end");
-        // Per cycle of the clock the add chains give: about 1 or 2 on any x86-64 core (a
-        // little less where heavy vector code runs at a lower clock); more than 2.5 would
-        // mean chains the core shortcut or a wrong count, and the peak too high.
-        let per_cycle = rate / measured_ghz(1).expect("a clock");
-        assert!(
-            (0.3..2.5).contains(&per_cycle),
-            "{per_cycle} {} FMAs a cycle",
-            peak.isa
-        );
-        let (one, all) = (peak.fma_per_ns_one, peak.fma_per_ns_all);
-        assert!(one.is_some() && all.is_some(), "detect() timed them");
-        let timed = peak.fma_per_ns(1).expect("timed") * f64::from(peak.lanes) * 2.0;
-        assert_eq!(peak.gflops(1), timed);
+            if let Some(timed) = timed {
+                // Beyond float32's: twice the operations per instruction at the least.
+                assert!(timed.gops_one > peak.gflops(1), "{precision}: {timed:?}");
+            }
+        }
     }
 }
