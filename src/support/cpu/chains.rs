@@ -99,6 +99,17 @@ macro_rules! vector_chains {
     }};
 }
 
+/// [`vector_chains!`] on AVX-512's 512-bit registers: 16 chains.
+#[cfg(target_arch = "x86_64")]
+macro_rules! zmm_chains {
+    ($feature:literal, $op:literal) => {
+        vector_chains!(
+            $feature, $op, zmm_reg, __m512, _mm512_setzero_ps,
+            a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 a12 a13 a14 a15
+        )
+    };
+}
+
 /// A function timing `iterations` loop iterations of four independent AMX `$op`s (into
 /// tiles 0–3, from tiles 4–7, all 16 rows × 64 bytes, zeroed), the tiles configured and
 /// released around them: gives whether the loop ran in full and the seconds taken.
@@ -222,22 +233,13 @@ impl Chains {
             let vector = |(chains, ran, seconds): (u64, bool, f64)| (chains * VECTOR, ran, seconds);
             let tiles = |(ran, seconds): (bool, f64)| (4 * TILE, ran, seconds);
             match self {
-                Chains::Avx512Fma => vector(vector_chains!(
-                    "avx512f", "vfmadd231ps", zmm_reg, __m512, _mm512_setzero_ps,
-                    a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 a12 a13 a14 a15
-                )(VECTOR)),
+                Chains::Avx512Fma => vector(zmm_chains!("avx512f", "vfmadd231ps")(VECTOR)),
                 Chains::Avx2Fma => vector(vector_chains!(
                     "avx2,fma", "vfmadd231ps", ymm_reg, __m256, _mm256_setzero_ps,
                     a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11
                 )(VECTOR)),
-                Chains::Avx512Bf16 => vector(vector_chains!(
-                    "avx512bf16", "vdpbf16ps", zmm_reg, __m512, _mm512_setzero_ps,
-                    a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 a12 a13 a14 a15
-                )(VECTOR)),
-                Chains::Avx512Vnni => vector(vector_chains!(
-                    "avx512vnni", "vpdpbusd", zmm_reg, __m512, _mm512_setzero_ps,
-                    a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 a12 a13 a14 a15
-                )(VECTOR)),
+                Chains::Avx512Bf16 => vector(zmm_chains!("avx512bf16", "vdpbf16ps")(VECTOR)),
+                Chains::Avx512Vnni => vector(zmm_chains!("avx512vnni", "vpdpbusd")(VECTOR)),
                 Chains::AmxBf16 => tiles(tile_chains!("tdpbf16ps")(TILE)),
                 Chains::AmxInt8 => tiles(tile_chains!("tdpbusd")(TILE)),
             }
