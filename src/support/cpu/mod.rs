@@ -102,8 +102,8 @@ impl ReducedPeak {
 }
 
 impl CpuPeak {
-    /// Read from /proc/cpuinfo, the clock measured (once per process, ~0.1 s); `None`
-    /// where it cannot tell (another OS, no clock).
+    /// Read from /proc/cpuinfo, the clock and the peaks timed (once per process, ~0.5 s);
+    /// `None` where it cannot tell (another OS, no clock).
     pub fn detect() -> Option<CpuPeak> {
         static DETECTED: std::sync::OnceLock<Option<CpuPeak>> = std::sync::OnceLock::new();
         DETECTED
@@ -314,8 +314,8 @@ fn timed_per_ns(threads: usize, chains: Chains) -> Option<f64> {
     Some(mean(&rates))
 }
 
-/// `measure` run on `threads` threads started together; `None` if any gave `None`.
-fn on_cores<T: Send>(threads: usize, measure: impl Fn() -> Option<T> + Sync) -> Option<Vec<T>> {
+/// `run` on `threads` threads started together; `None` if any gave `None`.
+fn on_cores<T: Send>(threads: usize, run: impl Fn() -> Option<T> + Sync) -> Option<Vec<T>> {
     let threads = threads.max(1);
     let start = std::sync::Barrier::new(threads);
     let results: Vec<Option<T>> = std::thread::scope(|s| {
@@ -323,7 +323,7 @@ fn on_cores<T: Send>(threads: usize, measure: impl Fn() -> Option<T> + Sync) -> 
             .map(|_| {
                 s.spawn(|| {
                     start.wait();
-                    measure()
+                    run()
                 })
             })
             .collect();
