@@ -301,14 +301,12 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn every_chain_this_cpu_has_runs_at_a_possible_rate() {
-        // Per cycle of the clock the adds give: at most two vector instructions (two
-        // units) — a little less where heavy vector code runs at a lower clock, one on a
-        // core with one unit — and one AMX tile product every 16 cycles per unit. More
-        // would mean chains the core shortcut or a wrong count, and a peak too high.
-        let ghz = (0..5)
-            .filter_map(|_| add_chain_ghz())
-            .reduce(f64::max)
-            .unwrap();
+        // At most two vector instructions a cycle (two units; one on a core with one) and
+        // one AMX tile product every 16 cycles per unit, at no more than 7 GHz (as the
+        // clock chains above): more would mean chains the core shortcut or a wrong count,
+        // and a peak too high. Bounded by the clock's ceiling, not by a clock measured
+        // beside them, so other tests busy on the same cores cannot tip it: sharing a
+        // core only makes a chain slower.
         let all = [
             Chains::Avx512Fma,
             Chains::Avx2Fma,
@@ -322,15 +320,13 @@ mod tests {
             let rate = (0..3).filter_map(|_| chains.per_ns()).reduce(f64::max);
             assert_eq!(rate.is_some(), chains.available(), "{chains:?}");
             let Some(rate) = rate else { continue };
-            let per_cycle = rate / ghz;
-            let most = match chains {
+            let per_cycle = match chains {
                 Chains::AmxBf16 | Chains::AmxInt8 => 2.5 / 16.0,
                 _ => 2.5,
             };
             assert!(
-                per_cycle > most / 10.0 && per_cycle < most,
-                "{} per cycle of {chains:?}",
-                per_cycle
+                rate > 0.0 && rate < per_cycle * 7.0,
+                "{rate} {chains:?} a nanosecond"
             );
             ran.push(chains);
         }
