@@ -224,6 +224,7 @@ fn quick_bench_json(extra: &[&str]) -> std::process::Output {
 
 #[test]
 fn bench_prints_one_json_object_per_configuration() {
+    use avscene::model::flops;
     let out = quick_bench_json(&[]);
     assert!(
         out.status.success(),
@@ -242,7 +243,18 @@ fn bench_prints_one_json_object_per_configuration() {
         .iter()
         .map(|s| s["gflop"].as_f64().unwrap())
         .collect();
-    assert!(gflop.iter().all(|&g| g > 0.0), "{stages:?}");
+    let (spec, features) = (
+        ModelSpec::small(),
+        avscene::features::FeatureSpec::default(),
+    );
+    let expected = [
+        10.0 * flops::openl3_spectrogram(&features, false),
+        10.0 * flops::openl3_convolutions(&spec, &features),
+        flops::resnet_image(&spec, features.image_size),
+    ];
+    for (got, want) in gflop.iter().zip(expected) {
+        assert!((got - want / 1e9).abs() < 1e-9, "{stages:?}");
+    }
     assert!(stages[3]["gflop"].is_null(), "the head is not counted");
     for l in &lines[..2] {
         for field in [
