@@ -16,6 +16,9 @@ copied from host memory.
    `avscene` (what the daemon does today), `large-chunks` (128 frames / 64 images per
    call, cudnn.benchmark on: a change avscene could make) and `bf16` (that, under bf16
    autocast: not an avscene setting, there for planning).
+   Then the avscene variant's worker batch taken apart by stage, at 1 and 64 hops (as
+   `avscene bench`'s stage table): the copy in, OpenL3's spectrograms, its convolution
+   stack, the image branch, the head.
 3. Replays N streams (random phases, one window per second each) through avscene's worker
    policy (src/infer/worker.rs: take the first waiting window, wait at most max_wait_ms
    for up to max_batch, run; queue of queue_capacity, oldest dropped) on a virtual clock
@@ -137,8 +140,14 @@ class Engine:
         self.std = torch.tensor(IMAGE_STD, device=device).view(3, 1, 1)
 
     def openl3(self, frames):  # (N, 48000) -> (N, 512)
+        return self.stack(self.spectrograms(frames))
+
+    def spectrograms(self, frames):  # (N, 48000) -> (N, 1, 256, 199), through the input BN
         o = self.net.openl3
-        x = o.batch_normalization_1(o.speclayer(frames).unsqueeze(1))
+        return o.batch_normalization_1(o.speclayer(frames).unsqueeze(1))
+
+    def stack(self, x):  # the folded convolutions and the embedding layer -> (N, 512)
+        o = self.net.openl3
         for i, (weight, bias) in enumerate(self.folded):
             x = F.conv2d(x, weight, bias, padding=1).relu_()
             if i in (1, 3, 5):
@@ -165,9 +174,14 @@ class Engine:
         window's cached rows (b lists of 86 OpenL3 rows, b lists of 9 image rows, on the
         device) -> (b, classes) probabilities on the host."""
         frames, pictures, audio_cache, image_cache = work
-        b = pictures.shape[0]
         audio_new = self._encode(self.openl3, frames.to(self.device), self.audio_chunk)
         image_new = self._encode(self.net.video, self.images(pictures), self.image_chunk)
+        return self.head(audio_new, image_new, audio_cache, image_cache)
+
+    def head(self, audio_new, image_new, audio_cache, image_cache):
+        """The hop's new embeddings beside each window's cached rows -> (b, classes)
+        probabilities on the host."""
+        b = len(audio_cache)
         audio_rows, image_rows = [], []
         for w in range(b):  # per window, stack its 96 / 10 cached rows (Tensor::stack per window)
             new_audio = list(audio_new[w * HOP_FRAMES:(w + 1) * HOP_FRAMES].unbind(0))
@@ -303,6 +317,53 @@ for index, (name, options, benchmark) in enumerate(variants):
     if CUDA:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(DEVICE)
+
+
+# --- 2b. a worker batch by stage ------------------------------------------------------
+def stage_times(b, reps):
+    """A worker batch of b cached hops taken apart, as `avscene bench`'s stage table: the
+    copy of the hop's frames and pictures to the device, OpenL3's spectrograms, its
+    convolution stack, the image branch (normalising included), and the head with the
+    cached rows and the copy back; each the median of `reps` after a warm-up, ms."""
+    torch.backends.cudnn.benchmark = False
+    engine = Engine(net, DEVICE, 8, 16)
+    frames, pictures, audio_cache, image_cache = make_work(b, DEVICE, seed=50)
+    frames_in, pictures_in = frames.to(DEVICE), pictures.to(DEVICE)
+    spectrograms = engine._encode(engine.spectrograms, frames_in, engine.audio_chunk)
+    audio_new = engine._encode(engine.stack, spectrograms, engine.audio_chunk)
+    image_new = engine._encode(engine.net.video, engine.images(pictures_in), engine.image_chunk)
+    stages = {
+        "copy in": lambda: (frames.to(DEVICE), pictures.to(DEVICE)),
+        "spectrograms": lambda: engine._encode(engine.spectrograms, frames_in, engine.audio_chunk),
+        "openl3_convolutions": lambda: engine._encode(engine.stack, spectrograms, engine.audio_chunk),
+        "image": lambda: engine._encode(engine.net.video, engine.images(pictures_in), engine.image_chunk),
+        "head": lambda: engine.head(audio_new, image_new, audio_cache, image_cache),
+    }
+    times = {}
+    for name, run in stages.items():
+        run()
+        samples = []
+        for _ in range(reps):
+            sync()
+            start = time.perf_counter()
+            run()
+            sync()
+            samples.append(time.perf_counter() - start)
+        times[name] = median(samples) * 1000
+    return times
+
+
+# src/model/flops.rs, full profile: per OpenL3 frame (spectrogram, convolutions), per image
+STAGE_GFLOP = {"spectrograms": 1.78 * HOP_FRAMES, "openl3_convolutions": 20.41 * HOP_FRAMES, "image": 8.18}
+results["stages"] = {}
+for b in ([1, 2] if QUICK else [1, 64]):
+    times = stage_times(b, 3 if QUICK else 20)
+    results["stages"][b] = times
+    for name, ms in times.items():
+        rate = ""
+        if PROFILE is FULL and name in STAGE_GFLOP:
+            rate = f", {b * STAGE_GFLOP[name] / ms:.2f} TFLOP/s"
+        log(f"stages: batch {b:>3}: {name:<20} {ms:8.2f} ms ({ms / b:.2f} per hop{rate})")
 
 
 # --- 3. streams through the worker's policy -------------------------------------------
@@ -461,6 +522,10 @@ print("variant        batch  ms/batch  ms/hop")
 for name, record in results["variants"].items():
     for b, samples in record["batch_seconds"].items():
         print(f"{name:<14} {b:>5} {median(samples) * 1000:9.2f} {median(samples) * 1000 / b:7.2f}")
+print("avscene's worker batch by stage (ms per batch):")
+print("batch  " + "  ".join(f"{name:>19}" for name in next(iter(results["stages"].values()))))
+for b, times in results["stages"].items():
+    print(f"{b:>5}  " + "  ".join(f"{ms:19.2f}" for ms in times.values()))
 print(f"streams one device sustains at p99 < {P99_TARGET_S * 1000:.0f} ms, nothing dropped:")
 print("variant        max_batch  streams  p50_ms  p99_ms  peak_queue  mean_batch")
 for name, max_batch, n, s in summary:
