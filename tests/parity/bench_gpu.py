@@ -16,9 +16,9 @@ copied from host memory.
    `avscene` (what the daemon does today), `large-chunks` (128 frames / 64 images per
    call, cudnn.benchmark on: a change avscene could make) and `bf16` (that, under bf16
    autocast: not an avscene setting, there for planning).
-   Then the avscene variant's worker batch taken apart by stage, at 1 and 64 hops (as
-   `avscene bench`'s stage table): the copy in, OpenL3's spectrograms, its convolution
-   stack, the image branch, the head.
+   Then the avscene variant's worker batch taken apart by stage, at 1 and 64 hops on a
+   GPU (as `avscene bench`'s stage table): the copy in, OpenL3's spectrograms, its
+   convolution stack, the image branch, the head.
 3. Replays N streams (random phases, one window per second each) through avscene's worker
    policy (src/infer/worker.rs: take the first waiting window, wait at most max_wait_ms
    for up to max_batch, run; queue of queue_capacity, oldest dropped) on a virtual clock
@@ -356,8 +356,9 @@ def stage_times(b, reps):
 # src/model/flops.rs, full profile: per OpenL3 frame (spectrogram, convolutions), per image
 STAGE_GFLOP = {"spectrograms": 1.78 * HOP_FRAMES, "openl3_convolutions": 20.41 * HOP_FRAMES, "image": 8.18}
 results["stages"] = {}
-for b in ([1, 2] if QUICK else [1, 64]):
-    times = stage_times(b, 3 if QUICK else 20)
+# (on a CPU without --quick, batch 1 only: 64 full hops there take over a minute a run)
+for b in ([1, 2] if QUICK else [1, 64] if CUDA else [1]):
+    times = stage_times(b, 3 if QUICK else 20 if CUDA else 5)
     results["stages"][b] = times
     for name, ms in times.items():
         rate = ""
