@@ -184,14 +184,7 @@ pub fn run(args: BenchArgs) -> Result {
 }
 
 fn header(model: &crate::model::Model, args: &BenchArgs) -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
+    let cpu = crate::support::cpu::model_name().unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let stft = if args.fast_stft {
         "FFT"

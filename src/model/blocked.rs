@@ -31,6 +31,32 @@ impl LayoutSwitch {
     }
 }
 
+/// One of an encoder's CPU paths: whether it is on, its name for the log, and the run.
+pub type Path<'a> = (
+    &'a AtomicBool,
+    &'a str,
+    &'a dyn Fn() -> Result<Tensor, String>,
+);
+
+/// The output of the first of `paths` (fastest first) that is on and runs. One that
+/// fails is turned off for good and logged, and the next one runs — a failure is never a
+/// panic in the inference loop; `None` when none is on or all failed (the caller's plain
+/// path runs then).
+pub fn run_fastest(encoder: &str, paths: &[Path]) -> Option<Tensor> {
+    for (on, path, run) in paths {
+        if on.load(Ordering::Relaxed) {
+            match run() {
+                Ok(ys) => return Some(ys),
+                Err(e) => {
+                    tracing::error!("{encoder}'s {path} failed ({e}); not used from now on");
+                    on.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Why an encoder's bfloat16 path cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum Bf16Error {

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Tensor, nn};
 
 use super::blocked::{
-    Bf16Error, Derived, LayoutSwitch, PackedConv, bf16_available, conv_bn_variables,
-    fold_batch_norm, version_key,
+    Bf16Error, Derived, LayoutSwitch, PackedConv, Path, bf16_available, conv_bn_variables,
+    fold_batch_norm, run_fastest, version_key,
 };
 use super::init;
 use super::int8::{self, Int8Conv, Int8Error, Quantization};
@@ -273,29 +273,15 @@ impl OpenL3 {
     /// spectrograms → (N, 512) embeddings, on the fastest path turned on.
     pub fn embed_stack_input(&self, xs: &Tensor) -> Tensor {
         if xs.device() == tch::Device::Cpu {
-            // The fastest path turned on; one that fails is turned off for good, logged,
-            // and the next one runs (a failure is never a panic in the inference loop).
-            let paths: [(&AtomicBool, &str, &dyn Fn() -> Result<Tensor, String>); 3] = [
+            let blocked = |kind| move || self.convs_blocked(xs, kind).map_err(|e| e.to_string());
+            let (bf16, float) = (blocked(tch::Kind::BFloat16), blocked(tch::Kind::Float));
+            let paths: [Path; 3] = [
                 (&self.int8, "int8 path", &|| self.convs_int8(xs)),
-                (&self.bf16, "bfloat16 path", &|| {
-                    self.convs_blocked(xs, tch::Kind::BFloat16)
-                        .map_err(|e| e.to_string())
-                }),
-                (&self.blocked.0, "blocked layout", &|| {
-                    self.convs_blocked(xs, tch::Kind::Float)
-                        .map_err(|e| e.to_string())
-                }),
+                (&self.bf16, "bfloat16 path", &bf16),
+                (&self.blocked.0, "blocked layout", &float),
             ];
-            for (on, path, run) in paths {
-                if on.load(Ordering::Relaxed) {
-                    match run() {
-                        Ok(ys) => return ys,
-                        Err(e) => {
-                            tracing::error!("OpenL3's {path} failed ({e}); not used from now on");
-                            on.store(false, Ordering::Relaxed);
-                        }
-                    }
-                }
+            if let Some(ys) = run_fastest("OpenL3", &paths) {
+                return ys;
             }
         }
         self.pooled(&self.folded_stack(xs, |_, _| ()))

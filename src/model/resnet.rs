@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Kind, Tensor, nn};
 
 use super::blocked::{
-    Bf16Error, Derived, LayoutSwitch, PackedConv, bf16_available, conv_bn_variables, version_key,
+    Bf16Error, Derived, LayoutSwitch, PackedConv, Path, bf16_available, conv_bn_variables,
+    run_fastest, version_key,
 };
 use super::init;
 use super::spec::{Backbone, Block};
@@ -242,24 +243,14 @@ impl ResNet {
     /// (N, 3, H, W) → (N, features, H/32, W/32).
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         if !train && xs.device() == tch::Device::Cpu && self.uses_blocked() {
-            // The fastest path turned on; one that fails is turned off for good, logged,
-            // and the next one runs (a failure is never a panic in the inference loop).
-            let paths = [
-                (&self.bf16, "bfloat16 path", Kind::BFloat16),
-                (&self.blocked.0, "blocked layout", Kind::Float),
+            let blocked = |kind| move || self.forward_blocked(xs, kind).map_err(|e| e.to_string());
+            let (bf16, float) = (blocked(Kind::BFloat16), blocked(Kind::Float));
+            let paths: [Path; 2] = [
+                (&self.bf16, "bfloat16 path", &bf16),
+                (&self.blocked.0, "blocked layout", &float),
             ];
-            for (on, path, kind) in paths {
-                if on.load(Ordering::Relaxed) {
-                    match self.forward_blocked(xs, kind) {
-                        Ok(ys) => return ys,
-                        Err(e) => {
-                            tracing::error!(
-                                "the ResNet's {path} failed ({e}); not used from now on"
-                            );
-                            on.store(false, Ordering::Relaxed);
-                        }
-                    }
-                }
+            if let Some(ys) = run_fastest("the ResNet", &paths) {
+                return ys;
             }
         }
         let mut ys = xs

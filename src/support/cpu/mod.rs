@@ -93,11 +93,7 @@ impl ReducedPeak {
     }
 
     fn gops(&self, threads: usize) -> f64 {
-        if threads <= 1 {
-            self.gops_one
-        } else {
-            self.gops_all
-        }
+        one_or_all(threads, self.gops_one, self.gops_all)
     }
 }
 
@@ -108,7 +104,7 @@ impl CpuPeak {
         static DETECTED: std::sync::OnceLock<Option<CpuPeak>> = std::sync::OnceLock::new();
         DETECTED
             .get_or_init(|| {
-                let mut peak = CpuPeak::parse(&std::fs::read_to_string("/proc/cpuinfo").ok()?)?;
+                let mut peak = CpuPeak::parse(cpuinfo()?)?;
                 let fma = match peak.isa {
                     "avx512f" => Some(Chains::Avx512Fma),
                     "avx2+fma" => Some(Chains::Avx2Fma),
@@ -219,11 +215,7 @@ impl CpuPeak {
 
     /// The timed FMAs per nanosecond and core with `threads` cores busy.
     pub fn fma_per_ns(&self, threads: usize) -> Option<f64> {
-        if threads <= 1 {
-            self.fma_per_ns_one
-        } else {
-            self.fma_per_ns_all
-        }
+        one_or_all(threads, self.fma_per_ns_one, self.fma_per_ns_all)
     }
 
     /// The timed FMAs per cycle of the measured clock with `threads` cores busy: ~2 on a
@@ -234,12 +226,13 @@ impl CpuPeak {
 
     /// The clock with `threads` cores busy.
     pub fn ghz(&self, threads: usize) -> f64 {
-        if threads <= 1 {
-            self.ghz_one
-        } else {
-            self.ghz_all
-        }
+        one_or_all(threads, self.ghz_one, self.ghz_all)
     }
+}
+
+/// What was measured with one core busy, or with all of them, for `threads`.
+fn one_or_all<T>(threads: usize, one: T, all: T) -> T {
+    if threads <= 1 { one } else { all }
 }
 
 /// The CPU's bfloat16 dot-product instructions (`avx512_bf16`: Zen 4 and later, Cooper
@@ -247,11 +240,7 @@ impl CpuPeak {
 /// without them oneDNN emulates bfloat16 in float32, far slower than float32 itself
 /// (130 s for OpenL3's stack on a Zen 3 against 1.3 s in float32).
 pub fn bf16_instructions() -> Option<&'static str> {
-    static FOUND: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
-    *FOUND.get_or_init(|| {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-        bf16_in_flags(&cpuinfo)
-    })
+    bf16_in_flags(cpuinfo()?)
 }
 
 fn bf16_in_flags(cpuinfo: &str) -> Option<&'static str> {
@@ -260,12 +249,22 @@ fn bf16_in_flags(cpuinfo: &str) -> Option<&'static str> {
         .find(|f| has_flag(cpuinfo, f))
 }
 
-/// Whether this machine's `/proc/cpuinfo` names `flag` (read once).
+/// This machine's `/proc/cpuinfo`, read once; `None` where there is none.
+pub fn cpuinfo() -> Option<&'static str> {
+    static CPUINFO: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    CPUINFO
+        .get_or_init(|| std::fs::read_to_string("/proc/cpuinfo").ok())
+        .as_deref()
+}
+
+/// Whether this machine's `/proc/cpuinfo` names `flag`.
 fn cpu_flag(flag: &str) -> bool {
-    static CPUINFO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let cpuinfo =
-        CPUINFO.get_or_init(|| std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
-    has_flag(cpuinfo, flag)
+    cpuinfo().is_some_and(|cpuinfo| has_flag(cpuinfo, flag))
+}
+
+/// The first processor's `model name` in this machine's `/proc/cpuinfo`.
+pub fn model_name() -> Option<String> {
+    field(cpuinfo()?, "model name")
 }
 
 /// The first processor's `name` field in `/proc/cpuinfo` text.
