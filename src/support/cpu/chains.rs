@@ -110,6 +110,49 @@ macro_rules! zmm_chains {
     };
 }
 
+/// A function timing `iterations` loop iterations of int8 multiply-adds as CPUs without
+/// VNNI run them (and oneDNN's int8 kernels there): into each accumulator `$acc`,
+/// `vpmaddubsw` (u8 × s8 byte pairs → s16), `vpmaddwd` by ones (s16 pairs → s32) and
+/// `vpaddd`, one triple doing what one `vpdpbusd` does. Only the adds depend on the last
+/// iteration, so the two multiplies' units set the pace. Gives how many chains, whether
+/// the loop ran in full, and the seconds taken.
+#[cfg(target_arch = "x86_64")]
+macro_rules! multiply_add_chains {
+    ($feature:literal, $class:ident, $vector:ty, $zero:ident, $ones:ident, $($acc:ident)*) => {{
+        #[target_feature(enable = $feature)]
+        unsafe fn run(iterations: u64) -> (u64, bool, f64) {
+            use std::arch::x86_64::*;
+            let (zero, ones): ($vector, $vector) = ($zero(), $ones(1));
+            let chains = [$(stringify!($acc)),*].len() as u64;
+            let began = std::time::Instant::now();
+            let mut n = iterations;
+            // SAFETY: register-only arithmetic, no memory access, no stack use; the
+            // caller checked the CPU has `$feature`.
+            unsafe {
+                std::arch::asm!(
+                    "2:",
+                    $(
+                        "vpmaddubsw {t}, {x}, {y}",
+                        "vpmaddwd {t}, {t}, {ones}",
+                        concat!("vpaddd {", stringify!($acc), "}, {", stringify!($acc), "}, {t}"),
+                    )*
+                    "dec {n}",
+                    "jnz 2b",
+                    n = inout(reg) n,
+                    x = in($class) zero,
+                    y = in($class) zero,
+                    ones = in($class) ones,
+                    t = out($class) _,
+                    $($acc = inout($class) zero => _,)*
+                    options(nomem, nostack),
+                );
+            }
+            (chains, n == 0, began.elapsed().as_secs_f64())
+        }
+        run
+    }};
+}
+
 /// A function timing `iterations` loop iterations of four independent AMX `$op`s (into
 /// tiles 0–3, from tiles 4–7, all 16 rows × 64 bytes, zeroed), the tiles configured and
 /// released around them: gives whether the loop ran in full and the seconds taken.
@@ -158,8 +201,9 @@ macro_rules! tile_chains {
 
 /// Independent chains of one precision's widest instruction — enough of them in flight
 /// to keep two units busy at any latency of the last decade (4–5 cycles): 16 on
-/// AVX-512's registers, 12 on AVX2's (its 16 registers hold the 12 and two operands),
-/// four AMX tiles.
+/// AVX-512's registers, 12 on AVX2's (its 16 registers hold the 12 and the operands),
+/// four AMX tiles. Without a dot-product instruction for int8, a chain's "instruction" is
+/// the multiply-add triple that stands in for one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chains {
     /// float32 `vfmadd231ps` on 512-bit registers: 16 lanes, 32 operations.
@@ -170,6 +214,15 @@ pub enum Chains {
     Avx512Bf16,
     /// int8 `vpdpbusd` on 512-bit registers: 16 lanes × 4 products, 128 operations.
     Avx512Vnni,
+    /// int8 `vpdpbusd` on 256-bit registers, VEX-encoded (AVX-VNNI: Alder Lake and later,
+    /// the N100 mini PCs among them, which have no AVX-512): 64 operations.
+    AvxVnni,
+    /// int8 `vpmaddubsw` + `vpmaddwd` + `vpaddd` on 512-bit registers (AVX-512 without
+    /// VNNI: Skylake-SP Xeons): 64 products, 128 operations a triple.
+    Avx512MultiplyAdd,
+    /// The same triple on 256-bit registers (AVX2 without VNNI: Zen 2, Zen 3, Intel
+    /// before Alder Lake): 64 operations a triple.
+    Avx2MultiplyAdd,
     /// bfloat16 AMX `tdpbf16ps` on 16 × 64-byte tiles: 16 × 16 × 32 products.
     AmxBf16,
     /// int8 AMX `tdpbusd`: 16 × 16 × 64 products.
@@ -184,18 +237,23 @@ impl Chains {
             Chains::Avx2Fma => "avx2 vfmadd231ps",
             Chains::Avx512Bf16 => "avx512_bf16 vdpbf16ps",
             Chains::Avx512Vnni => "avx512_vnni vpdpbusd",
+            Chains::AvxVnni => "avx_vnni vpdpbusd",
+            Chains::Avx512MultiplyAdd => "avx512bw vpmaddubsw+vpmaddwd+vpaddd",
+            Chains::Avx2MultiplyAdd => "avx2 vpmaddubsw+vpmaddwd+vpaddd",
             Chains::AmxBf16 => "AMX tdpbf16ps",
             Chains::AmxInt8 => "AMX tdpbusd",
         }
     }
 
-    /// Operations (a multiply and an add each per product) one instruction does.
+    /// Operations (a multiply and an add each per product) one instruction (or triple)
+    /// does.
     pub fn ops_per_instruction(self) -> f64 {
         match self {
             Chains::Avx512Fma => 32.0,
             Chains::Avx2Fma => 16.0,
             Chains::Avx512Bf16 => 64.0,
-            Chains::Avx512Vnni => 128.0,
+            Chains::Avx512Vnni | Chains::Avx512MultiplyAdd => 128.0,
+            Chains::AvxVnni | Chains::Avx2MultiplyAdd => 64.0,
             Chains::AmxBf16 => 2.0 * 16.0 * 16.0 * 32.0,
             Chains::AmxInt8 => 2.0 * 16.0 * 16.0 * 64.0,
         }
@@ -210,6 +268,9 @@ impl Chains {
             Chains::Avx2Fma => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
             Chains::Avx512Bf16 => is_x86_feature_detected!("avx512bf16"),
             Chains::Avx512Vnni => is_x86_feature_detected!("avx512vnni"),
+            Chains::AvxVnni => is_x86_feature_detected!("avxvnni"),
+            Chains::Avx512MultiplyAdd => is_x86_feature_detected!("avx512bw"),
+            Chains::Avx2MultiplyAdd => is_x86_feature_detected!("avx2"),
             Chains::AmxBf16 => amx_allowed() && super::cpu_flag("amx_bf16"),
             Chains::AmxInt8 => amx_allowed() && super::cpu_flag("amx_int8"),
         }
@@ -240,6 +301,18 @@ impl Chains {
                 )(VECTOR)),
                 Chains::Avx512Bf16 => vector(zmm_chains!("avx512bf16", "vdpbf16ps")(VECTOR)),
                 Chains::Avx512Vnni => vector(zmm_chains!("avx512vnni", "vpdpbusd")(VECTOR)),
+                Chains::AvxVnni => vector(vector_chains!(
+                    "avxvnni", "{{vex}} vpdpbusd", ymm_reg, __m256i, _mm256_setzero_si256,
+                    a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11
+                )(VECTOR)),
+                Chains::Avx512MultiplyAdd => vector(multiply_add_chains!(
+                    "avx512bw", zmm_reg, __m512i, _mm512_setzero_si512, _mm512_set1_epi16,
+                    a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 a12 a13 a14 a15
+                )(VECTOR)),
+                Chains::Avx2MultiplyAdd => vector(multiply_add_chains!(
+                    "avx2", ymm_reg, __m256i, _mm256_setzero_si256, _mm256_set1_epi16,
+                    a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11
+                )(VECTOR)),
                 Chains::AmxBf16 => tiles(tile_chains!("tdpbf16ps")(TILE)),
                 Chains::AmxInt8 => tiles(tile_chains!("tdpbusd")(TILE)),
             }
@@ -301,8 +374,9 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn every_chain_this_cpu_has_runs_at_a_possible_rate() {
-        // At most two vector instructions a cycle (two units; one on a core with one) and
-        // one AMX tile product every 16 cycles per unit, at no more than 7 GHz (as the
+        // At most two vector instructions a cycle (two units; one on a core with one), one
+        // multiply-add triple (two multiplies) and one AMX tile product every 16 cycles
+        // per unit, at no more than 7 GHz (as the
         // clock chains above): more would mean chains the core shortcut or a wrong count,
         // and a peak too high. Bounded by the clock's ceiling, not by a clock measured
         // beside them, so other tests busy on the same cores cannot tip it: sharing a
@@ -312,6 +386,9 @@ mod tests {
             Chains::Avx2Fma,
             Chains::Avx512Bf16,
             Chains::Avx512Vnni,
+            Chains::AvxVnni,
+            Chains::Avx512MultiplyAdd,
+            Chains::Avx2MultiplyAdd,
             Chains::AmxBf16,
             Chains::AmxInt8,
         ];
@@ -322,6 +399,7 @@ mod tests {
             let Some(rate) = rate else { continue };
             let per_cycle = match chains {
                 Chains::AmxBf16 | Chains::AmxInt8 => 2.5 / 16.0,
+                Chains::Avx512MultiplyAdd | Chains::Avx2MultiplyAdd => 1.25,
                 _ => 2.5,
             };
             assert!(
@@ -330,7 +408,8 @@ mod tests {
             );
             ran.push(chains);
         }
-        // Every x86-64 CPU a test runs on has AVX2's FMA.
+        // Every x86-64 CPU a test runs on has AVX2's FMA and its int8 multiply-adds.
         assert!(ran.contains(&Chains::Avx2Fma), "{ran:?}");
+        assert!(ran.contains(&Chains::Avx2MultiplyAdd), "{ran:?}");
     }
 }

@@ -14,10 +14,14 @@
 //! AVX-512) at 256-bit units.
 //!
 //! The reduced precisions' peaks are timed the same way on the fastest instructions the
-//! CPU has for them — AMX's tile products (`tdpbf16ps`, `tdpbusd`: Sapphire Rapids and
-//! later), else AVX-512's dot products (`vdpbf16ps`, `vpdpbusd`) — for the bench's
-//! bfloat16 and int8 stages; none where it has neither (oneDNN then emulates bfloat16,
-//! and int8 runs on AVX2's multiply-adds, which are not timed).
+//! CPU has for them (the ones oneDNN's kernels use there), for the bench's bfloat16 and
+//! int8 stages. bfloat16: AMX's tile product (`tdpbf16ps`: Sapphire Rapids and later),
+//! else AVX-512's dot product (`vdpbf16ps`: Zen 4, Cooper Lake); none elsewhere, where
+//! oneDNN emulates it. int8: AMX's `tdpbusd`, else `vpdpbusd` on AVX-512 (VNNI) or on
+//! AVX2's registers (AVX-VNNI: Alder Lake and the N100s, no AVX-512), else the
+//! `vpmaddubsw` + `vpmaddwd` + `vpaddd` triple that stands in for it without VNNI, on
+//! AVX-512 (Skylake-SP) or AVX2 (Zen 2 and 3, older Intel) — so every x86-64 CPU with
+//! AVX2 has an int8 peak.
 //!
 //! The clock is measured too, for the FMAs per cycle shown beside the peak: `/proc/cpuinfo`
 //! gives the nominal or the momentary clock, while a busy core runs at its boost clock (on
@@ -35,6 +39,17 @@ use serde::Serialize;
 
 pub use chains::Chains;
 use chains::{add_chain_ghz, multiply_chain_ghz};
+
+/// The instructions the bfloat16 and int8 peaks are timed on, fastest first: the first
+/// this CPU runs is taken.
+const BFLOAT16_CHAINS: [Chains; 2] = [Chains::AmxBf16, Chains::Avx512Bf16];
+const INT8_CHAINS: [Chains; 5] = [
+    Chains::AmxInt8,
+    Chains::Avx512Vnni,
+    Chains::AvxVnni,
+    Chains::Avx512MultiplyAdd,
+    Chains::Avx2MultiplyAdd,
+];
 
 /// What the peak is made of.
 #[derive(Debug, Clone, Serialize)]
@@ -63,7 +78,7 @@ pub struct CpuPeak {
     pub fma_per_ns_one: Option<f64>,
     pub fma_per_ns_all: Option<f64>,
     /// The reduced precisions' peaks, timed on the fastest instructions the CPU has for
-    /// them (AMX's tile products, else AVX-512's dot products); `None` where it has none.
+    /// them ([`BFLOAT16_CHAINS`], [`INT8_CHAINS`]); `None` where it has none.
     pub bfloat16: Option<ReducedPeak>,
     pub int8: Option<ReducedPeak>,
 }
@@ -117,8 +132,8 @@ impl CpuPeak {
                     (peak.ghz_all, peak.fma_per_ns_all) = (all.ghz, all.fma_per_ns);
                 }
                 let cores = peak.physical_cores;
-                peak.bfloat16 = ReducedPeak::timed(&[Chains::AmxBf16, Chains::Avx512Bf16], cores);
-                peak.int8 = ReducedPeak::timed(&[Chains::AmxInt8, Chains::Avx512Vnni], cores);
+                peak.bfloat16 = ReducedPeak::timed(&BFLOAT16_CHAINS, cores);
+                peak.int8 = ReducedPeak::timed(&INT8_CHAINS, cores);
                 Some(peak)
             })
             .clone()
@@ -468,11 +483,15 @@ mod tests {
             let timed = one.unwrap() * f64::from(peak.lanes) * 2.0;
             assert_eq!(peak.gflops(1), timed);
         }
-        let bf16 = [Chains::AmxBf16, Chains::Avx512Bf16];
-        let int8 = [Chains::AmxInt8, Chains::Avx512Vnni];
+        if is_x86_feature_detected!("avx2") {
+            assert!(
+                peak.int8.is_some(),
+                "AVX2's multiply-adds give an int8 peak"
+            );
+        }
         for (precision, timed, candidates) in [
-            ("bfloat16", &peak.bfloat16, bf16),
-            ("int8", &peak.int8, int8),
+            ("bfloat16", &peak.bfloat16, &BFLOAT16_CHAINS[..]),
+            ("int8", &peak.int8, &INT8_CHAINS[..]),
         ] {
             let first = candidates.iter().find(|c| c.available());
             assert_eq!(
