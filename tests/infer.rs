@@ -277,19 +277,20 @@ fn bench_prints_one_json_object_per_configuration() {
 fn hop_stages(record: &serde_json::Value, openl3: &str, image: &str) -> Vec<serde_json::Value> {
     assert_eq!(record["threads"], 1, "{record}");
     let stages = record["stages"].as_array().expect("stages").clone();
-    let names: Vec<&str> = stages
+    let (names, precisions): (Vec<&str>, Vec<&str>) = stages
         .iter()
-        .map(|s| s["stage"].as_str().unwrap())
-        .collect();
+        .map(|s| {
+            (
+                s["stage"].as_str().unwrap(),
+                s["precision"].as_str().unwrap(),
+            )
+        })
+        .unzip();
     assert_eq!(
         names,
         ["spectrogram", "openl3_convolutions", "image", "head"],
         "{record}"
     );
-    let precisions: Vec<&str> = stages
-        .iter()
-        .map(|s| s["precision"].as_str().unwrap())
-        .collect();
     assert_eq!(
         precisions,
         ["float32", openl3, image, "float32"],

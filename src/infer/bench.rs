@@ -509,8 +509,9 @@ pub fn hop_stages(
         Tensor::randn([1, features.images, spec.dim], options),
     );
     let chunks = crate::model::audio_chunks(&audio);
-    let spectrograms: Vec<Tensor> =
-        tch::no_grad(|| chunks.iter().map(|c| net.openl3.stack_input(c)).collect());
+    let spectrograms_of =
+        || -> Vec<Tensor> { chunks.iter().map(|c| net.openl3.stack_input(c)).collect() };
+    let spectrograms = tch::no_grad(spectrograms_of);
     let median_ms = |run: &dyn Fn() -> Vec<Tensor>| {
         let timed = || {
             let started = Instant::now();
@@ -551,7 +552,7 @@ pub fn hop_stages(
         stage(
             "spectrogram",
             Precision::Float32,
-            median_ms(&|| chunks.iter().map(|c| net.openl3.stack_input(c)).collect()),
+            median_ms(&spectrograms_of),
             openl3(flops::openl3_spectrogram(features, fft)),
         ),
         stage(

@@ -37,8 +37,7 @@ mod chains;
 
 use serde::Serialize;
 
-pub use chains::Chains;
-use chains::{add_chain_ghz, multiply_chain_ghz};
+use chains::{Chains, add_chain_ghz, multiply_chain_ghz};
 
 /// The instructions the bfloat16 and int8 peaks are timed on, fastest first: the first
 /// this CPU runs is taken.
@@ -265,7 +264,7 @@ fn bf16_in_flags(cpuinfo: &str) -> Option<&'static str> {
 }
 
 /// This machine's `/proc/cpuinfo`, read once; `None` where there is none.
-pub fn cpuinfo() -> Option<&'static str> {
+fn cpuinfo() -> Option<&'static str> {
     static CPUINFO: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     CPUINFO
         .get_or_init(|| std::fs::read_to_string("/proc/cpuinfo").ok())
@@ -298,16 +297,16 @@ fn has_flag(cpuinfo: &str, flag: &str) -> bool {
 /// What one core measured: its clock in GHz and, where they could be timed, the widest
 /// FMAs it completes per nanosecond.
 #[derive(Debug, Clone, Copy)]
-pub struct Measured {
-    pub ghz: f64,
-    pub fma_per_ns: Option<f64>,
+struct Measured {
+    ghz: f64,
+    fma_per_ns: Option<f64>,
 }
 
 /// The running clock with `threads` cores busy at once, from chains of dependent adds and
 /// multiplies (the lower of the two), and the rate of `fma`'s chains beside it; the mean
 /// over the threads, each the best of five ~10 ms runs, so a preempted run (a VM's steal
 /// time) does not count.
-pub fn measure(threads: usize, fma: Option<Chains>) -> Option<Measured> {
+fn measure(threads: usize, fma: Option<Chains>) -> Option<Measured> {
     let cores = on_cores(threads, || {
         let fma_per_ns = fma.and_then(|chains| best_of_five(|| chains.per_ns()));
         let ghz = best_of_five(add_chain_ghz)?.min(best_of_five(multiply_chain_ghz)?);
@@ -355,11 +354,6 @@ fn best_of_five(run: impl Fn() -> Option<f64>) -> Option<f64> {
 
 fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
-}
-
-/// The running clock in GHz with `threads` cores busy at once.
-pub fn measured_ghz(threads: usize) -> Option<f64> {
-    Some(measure(threads, None)?.ghz)
 }
 
 #[cfg(test)]
@@ -429,8 +423,8 @@ mod tests {
     #[test]
     fn the_clock_is_measured_on_one_and_on_all_cores() {
         // (The chains themselves: chains.rs.)
-        let one = measured_ghz(1).expect("a clock from one core");
-        let all = measured_ghz(2).expect("a clock from two threads");
+        let one = measure(1, None).expect("a clock from one core").ghz;
+        let all = measure(2, None).expect("a clock from two threads").ghz;
         assert!(one.is_finite() && one > 0.0 && one < 7.0, "{one} GHz");
         assert!(all.is_finite() && all > 0.0 && all < 7.0, "{all} GHz");
     }
